@@ -1,0 +1,174 @@
+package qpool
+
+import (
+	"context"
+	"maps"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+)
+
+// delivery runs an entanglement's callbacks in sequence order without
+// holding a lock while they run. Each updater asks for delivery up to its
+// own change; one of them at a time becomes the deliverer and drains every
+// change asked for, including those recorded while it delivered. An
+// uncontended updater therefore delivers its own change before it returns.
+//
+// Changes recorded while no callback was set are never delivered; a
+// callback set or cleared while other goroutines update may miss the
+// changes recorded during the switch, but never sees one twice or out of
+// order.
+type delivery struct {
+	live     atomic.Bool // next is valid: no update went undelivered since
+	mirrorOK atomic.Bool // mirror is valid, for OnStateChange
+
+	mu         sync.Mutex // guards the fields below, not the callbacks
+	delivering bool       // a deliverer is draining
+	next       uint64     // sequence of the next change to deliver
+	target     uint64     // deliver every change below this
+
+	// mirror is the state before change mirrorSeq, the last map handed to
+	// OnStateChange as its new state, so it is never modified. Only the
+	// deliverer, or prepare while none runs, touches it.
+	mirror    map[string]any
+	mirrorSeq uint64
+}
+
+// hooked reports whether any callback is set, so that the hot path of an
+// entanglement without callbacks skips delivery entirely.
+func (e *Entanglement) hooked() bool {
+	return e.OnStateChange != nil || e.onStateChange.Load() != nil || e.cfg.onChange != nil
+}
+
+// stateCallback returns the OnStateChange callback in force.
+func (e *Entanglement) stateCallback() func(oldState, newState map[string]any) {
+	if f := e.OnStateChange; f != nil {
+		return f
+	}
+	if f := e.onStateChange.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+// SetOnStateChange sets the OnStateChange callback in a way that is safe
+// while updates run; nil removes it. The field, when set, takes precedence.
+func (e *Entanglement) SetOnStateChange(fn func(oldState, newState map[string]any)) {
+	if fn == nil {
+		e.onStateChange.Store(nil)
+		return
+	}
+	e.onStateChange.Store(&fn)
+}
+
+// prepare runs before a hooked update is recorded. The first time, and
+// after updates that went undelivered, it starts delivery at the next
+// change; when OnStateChange needs a mirror of the state it takes one.
+func (d *delivery) prepare(e *Entanglement) {
+	wantMirror := e.stateCallback() != nil
+	if d.live.Load() && (!wantMirror || d.mirrorOK.Load()) {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.delivering {
+		return // the deliverer owns the mirror; this change may be missed
+	}
+	if !d.live.Load() {
+		_, d.next = e.ledger.Bounds()
+		d.target = d.next
+		d.live.Store(true)
+	}
+	if wantMirror && !d.mirrorOK.Load() {
+		d.mirror, d.mirrorSeq = e.ledger.Snapshot()
+		d.mirrorOK.Store(true)
+	}
+}
+
+// skip notes an update recorded with no callback set: delivery restarts
+// from scratch when a callback appears.
+func (d *delivery) skip() {
+	if d.live.Load() {
+		d.live.Store(false)
+	}
+}
+
+// deliver asks for delivery of every change up to c and, unless another
+// goroutine is delivering already, delivers them.
+func (d *delivery) deliver(e *Entanglement, c StateChange) {
+	d.mu.Lock()
+	d.target = max(d.target, c.Sequence+1)
+	if d.delivering {
+		d.mu.Unlock()
+		return // the current deliverer will reach c
+	}
+	d.delivering = true
+	for d.next < d.target {
+		from, to := d.next, d.target
+		d.mu.Unlock()
+		next := d.drain(e, c, from, to)
+		d.mu.Lock()
+		d.next = next
+	}
+	d.delivering = false
+	d.mu.Unlock()
+}
+
+// drain delivers the changes from..to-1 and returns the sequence after the
+// last one handled. The common case, an updater delivering its own change,
+// needs no read of the ledger.
+func (d *delivery) drain(e *Entanglement, own StateChange, from, to uint64) uint64 {
+	if from == own.Sequence && to == from+1 {
+		d.emit(e, own)
+		return to
+	}
+	changes, err := e.ledger.Read(context.Background(), from, int(to-from))
+	if err != nil || len(changes) == 0 {
+		return to // closed or compacted away: nothing left to deliver
+	}
+	for _, c := range changes {
+		d.emit(e, c)
+	}
+	return changes[len(changes)-1].Sequence + 1
+}
+
+// emit runs the callbacks for one change.
+func (d *delivery) emit(e *Entanglement, c StateChange) {
+	cb := e.stateCallback()
+	switch {
+	case cb == nil:
+		d.mirror = nil
+		d.mirrorOK.Store(false)
+	case d.mirror != nil && c.Sequence == d.mirrorSeq:
+		old := d.mirror
+		now := make(map[string]any, len(old)+1)
+		maps.Copy(now, old)
+		if c.Deleted {
+			delete(now, c.Key)
+		} else {
+			now[c.Key] = c.Value
+		}
+		d.mirror, d.mirrorSeq = now, c.Sequence+1
+		e.safely("OnStateChange", func() { cb(old, now) })
+	case c.Sequence > d.mirrorSeq:
+		// A gap (compaction, or a mirror never taken): the mirror is
+		// stale, and the next update takes a new one.
+		d.mirror = nil
+		d.mirrorOK.Store(false)
+	}
+	if f := e.cfg.onChange; f != nil {
+		e.safely("OnChange", func() { f(c) })
+	}
+}
+
+// safely runs a callback, recovering and logging a panic so that the
+// entanglement keeps working.
+func (e *Entanglement) safely(name string, fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.cfg.logger.Error("qpool: recovered panic in entanglement callback",
+				"entanglement", e.id, "callback", name, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	fn()
+}

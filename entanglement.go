@@ -1,0 +1,311 @@
+package qpool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Entanglement is a named state shared by related jobs: a key/value map
+// behind an append-only, sequenced ledger of [StateChange] records. A job
+// that starts late, or on another worker, still sees every change, in
+// order, through [Entanglement.GetStateHistory] and [Entanglement.Watch].
+//
+// All methods are safe for concurrent use. No callback runs while a lock of
+// the entanglement or its ledger is held, so callbacks may call any method,
+// UpdateState included. The zero value is not usable; build one with
+// [NewEntanglement] or [OpenEntanglement].
+type Entanglement struct {
+	// OnStateChange, if set, is called once per change, in sequence order,
+	// with the state before and after the change. Both maps are snapshots
+	// that belong to the callback and never change later; building them
+	// costs a copy of the state per change, so prefer [WithOnChange] (one
+	// StateChange per call, O(1)) when the state is large.
+	//
+	// When one goroutine updates with no other update in flight, the
+	// callback has returned before UpdateState returns. Under contention a
+	// change may be delivered by another updater's goroutine, still in
+	// order. A panic in the callback is recovered and logged.
+	//
+	// Assign the field only while no update runs (before the first, as the
+	// reference document does, or between updates); use
+	// [Entanglement.SetOnStateChange] to change it while updates run. When
+	// both are set, the field wins.
+	OnStateChange func(oldState, newState map[string]any)
+
+	id     string
+	ttl    time.Duration
+	cfg    entConfig
+	ledger Ledger
+
+	life    atomic.Int32  // lifeOpen, lifeClosed or lifeExpired
+	done    chan struct{} // closed on Close or expiry
+	lastMod atomic.Int64  // Unix nanoseconds of the last change, for the reaper
+
+	onStateChange atomic.Pointer[func(oldState, newState map[string]any)]
+	compactedTo   atomic.Uint64 // retention: history below this is gone
+
+	lifeMu sync.Mutex     // guards reaper, wg.Add and the move out of lifeOpen
+	reaper *time.Timer    // the TTL timer; nil without a TTL
+	wg     sync.WaitGroup // watch feeds and reaper runs
+
+	jobsMu sync.Mutex // guards jobs
+	jobs   []Job
+
+	delivery delivery
+}
+
+const (
+	lifeOpen int32 = iota
+	lifeClosed
+	lifeExpired
+)
+
+// NewEntanglement returns an entanglement named id, listing jobs, that
+// expires ttl after its last change (never, if ttl ≤ 0). Its ledger is a new
+// [MemoryLedger] unless opts give one with [WithLedger]; NewEntanglement
+// cannot fail, so a ledger that needs opening belongs with
+// [OpenEntanglement].
+func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) *Entanglement {
+	e, _ := OpenEntanglement(context.Background(), id, jobs, ttl, opts...)
+	return e
+}
+
+// OpenEntanglement is NewEntanglement for ledgers that hold data already: it
+// resumes the ledger's state, history and sequence, and restarts the TTL
+// from the last recorded change, so an entanglement that expired while
+// nobody had it open is expired (and its data dropped) on open. It returns
+// an error only when the ledger cannot be read.
+func OpenEntanglement(ctx context.Context, id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) (*Entanglement, error) {
+	cfg := newEntConfig(opts)
+	e := &Entanglement{
+		id:     id,
+		ttl:    ttl,
+		cfg:    cfg,
+		ledger: cfg.ledger,
+		done:   make(chan struct{}),
+		jobs:   slices.Clone(jobs),
+	}
+	if cfg.onStateChange != nil {
+		e.onStateChange.Store(&cfg.onStateChange)
+	}
+	last := time.Now()
+	first, next := e.ledger.Bounds()
+	e.compactedTo.Store(first)
+	if next > first {
+		recent, err := e.ledger.Read(ctx, next-1, 1)
+		if err != nil {
+			return nil, fmt.Errorf("qpool: open entanglement %q: %w", id, err)
+		}
+		if len(recent) == 1 {
+			last = recent[0].Timestamp
+		}
+	}
+	e.lastMod.Store(last.UnixNano())
+	e.startReaper()
+	return e, nil
+}
+
+// ID returns the entanglement's name.
+func (e *Entanglement) ID() string { return e.id }
+
+// UpdateState sets key to value and records the change. It returns
+// [ErrInvalidKey] for an empty key, [ErrClosed] after Close, [ErrExpired]
+// after the TTL ran out, or the ledger's error; in every error case nothing
+// is recorded. The value is stored as given, not copied (see
+// [WithValueCopy]).
+func (e *Entanglement) UpdateState(key string, value any) error {
+	return e.apply(Mutation{Key: key, Value: value})
+}
+
+// DeleteState removes key and records the deletion, even when key was
+// absent. Errors are those of UpdateState.
+func (e *Entanglement) DeleteState(key string) error {
+	return e.apply(Mutation{Key: key, Delete: true})
+}
+
+// Update atomically replaces key's value with fn's result, recorded as one
+// change. fn gets the current value and whether it exists; if another
+// change to key lands between the read and the write, fn runs again with
+// the newer value, so fn must be free of side effects. An error from fn is
+// returned as is and records nothing. A nil fn gets [ErrNilFunc].
+func (e *Entanglement) Update(key string, fn func(old any, exists bool) (any, error)) error {
+	if fn == nil {
+		return fmt.Errorf("qpool: update %q: %w", key, ErrNilFunc)
+	}
+	if err := e.check(key); err != nil {
+		return err
+	}
+	for {
+		old, rev, ok := e.ledger.Get(key)
+		v, err := fn(old, ok)
+		if err != nil {
+			return err
+		}
+		err = e.apply(Mutation{Key: key, Value: v, Guarded: true, Revision: rev})
+		if !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+}
+
+// check rejects an empty key and a closed or expired entanglement.
+func (e *Entanglement) check(key string) error {
+	if key == "" {
+		return fmt.Errorf("qpool: entanglement %q: %w", e.id, ErrInvalidKey)
+	}
+	return e.usable()
+}
+
+// usable returns ErrClosed or ErrExpired once the entanglement has ended.
+func (e *Entanglement) usable() error {
+	switch e.life.Load() {
+	case lifeClosed:
+		return fmt.Errorf("qpool: entanglement %q: %w", e.id, ErrClosed)
+	case lifeExpired:
+		return fmt.Errorf("qpool: entanglement %q: %w", e.id, ErrExpired)
+	}
+	return nil
+}
+
+// apply records m and delivers it to the callbacks.
+func (e *Entanglement) apply(m Mutation) error {
+	if err := e.check(m.Key); err != nil {
+		return err
+	}
+	if e.cfg.copy != nil && !m.Delete {
+		m.Value = e.cfg.copy(m.Value)
+	}
+	hooked := e.hooked()
+	if hooked {
+		e.delivery.prepare(e)
+	} else {
+		e.delivery.skip()
+	}
+	c, err := e.ledger.Append(context.Background(), m)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			if uerr := e.usable(); uerr != nil {
+				return uerr
+			}
+		}
+		return fmt.Errorf("qpool: entanglement %q: update %q: %w", e.id, m.Key, err)
+	}
+	e.lastMod.Store(c.Timestamp.UnixNano())
+	e.retain(c.Sequence + 1)
+	if hooked {
+		e.delivery.deliver(e, c)
+	}
+	return nil
+}
+
+// retain compacts the history when it exceeds the retention limit by a
+// quarter, so the cost is amortised over many updates.
+func (e *Entanglement) retain(next uint64) {
+	n := uint64(e.cfg.retention)
+	if n == 0 || next-e.compactedTo.Load() <= n+n/4 {
+		return
+	}
+	before := next - n
+	if err := e.ledger.Compact(context.Background(), before); err == nil {
+		e.compactedTo.Store(before)
+	}
+}
+
+// GetState returns key's current value and whether it exists. After Close
+// or expiry every key is absent.
+func (e *Entanglement) GetState(key string) (any, bool) {
+	v, _, ok := e.ledger.Get(key)
+	return v, ok
+}
+
+// Snapshot returns a copy of the whole state, which the caller owns. It is
+// O(number of keys).
+func (e *Entanglement) Snapshot() map[string]any {
+	m, _ := e.ledger.Snapshot()
+	return m
+}
+
+// GetStateHistory returns every recorded change whose Sequence is at least
+// since, oldest first, in a slice the caller owns: 0 gives the whole
+// history, a sequence past the end gives none. With [WithRetention], changes
+// older than the retained ones are gone, and the first change returned has
+// a Sequence above since. After Close or expiry the history is empty.
+func (e *Entanglement) GetStateHistory(since uint64) []StateChange {
+	h, err := e.ledger.Read(context.Background(), since, 0)
+	if err != nil {
+		return nil
+	}
+	return h
+}
+
+// AddJob lists job as related to the entanglement; a job whose ID is
+// listed already is not added twice.
+func (e *Entanglement) AddJob(job Job) {
+	e.jobsMu.Lock()
+	defer e.jobsMu.Unlock()
+	if !slices.ContainsFunc(e.jobs, func(j Job) bool { return j.ID == job.ID }) {
+		e.jobs = append(e.jobs, job)
+	}
+}
+
+// RemoveJob removes the job with this ID from the list and reports whether
+// it was there.
+func (e *Entanglement) RemoveJob(id string) bool {
+	e.jobsMu.Lock()
+	defer e.jobsMu.Unlock()
+	n := len(e.jobs)
+	e.jobs = slices.DeleteFunc(e.jobs, func(j Job) bool { return j.ID == id })
+	return len(e.jobs) < n
+}
+
+// Jobs returns a copy of the related jobs, in the order they were added.
+func (e *Entanglement) Jobs() []Job {
+	e.jobsMu.Lock()
+	defer e.jobsMu.Unlock()
+	return slices.Clone(e.jobs)
+}
+
+// IsExpired reports whether the TTL ran out and the state was released.
+func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
+
+// Close releases the state and history early (a durable ledger keeps its
+// data), ends every watch and await, stops the reaper, and waits for the
+// goroutines the entanglement started. Later updates fail with [ErrClosed].
+// Close is idempotent; it returns the ledger's Close error.
+func (e *Entanglement) Close() error {
+	var err error
+	if e.end(lifeClosed) {
+		err = e.ledger.Close()
+	}
+	e.wg.Wait()
+	return err
+}
+
+// end moves the entanglement out of lifeOpen to to, once, and wakes every
+// watcher. It reports whether this call did it.
+func (e *Entanglement) end(to int32) bool {
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	if !e.life.CompareAndSwap(lifeOpen, to) {
+		return false
+	}
+	if e.reaper != nil && e.reaper.Stop() {
+		e.wg.Done() // the armed run that will not happen
+	}
+	close(e.done)
+	return true
+}
+
+type entanglementKey struct{}
+
+// EntanglementFrom returns the entanglement of a job submitted with
+// [WithEntanglement], from the job's context.
+func EntanglementFrom(ctx context.Context) (*Entanglement, bool) {
+	e, ok := ctx.Value(entanglementKey{}).(*Entanglement)
+	return e, ok
+}

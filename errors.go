@@ -1,0 +1,82 @@
+package qpool
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error this package returns wraps one of these (or a
+// [*PanicError]), so callers test with [errors.Is] and [errors.As] rather than
+// by message.
+var (
+	// ErrPoolClosed is returned for a job submitted after Close or Shutdown
+	// began, and for a queued job that Shutdown's deadline or the end of the
+	// pool's context failed before it ran.
+	ErrPoolClosed = errors.New("qpool: pool closed")
+
+	// ErrQueueFull is returned by a pool built with [WithNonBlocking] when its
+	// queue has no room for another job.
+	ErrQueueFull = errors.New("qpool: queue full")
+
+	// ErrDuplicateJob is returned for a job whose ID is already queued,
+	// waiting for dependencies or running in the same pool.
+	ErrDuplicateJob = errors.New("qpool: duplicate job id")
+
+	// ErrDependencyFailed is returned for a job that did not run because a job
+	// it depends on failed. The message names the failed dependency, and the
+	// error also wraps the dependency's own error.
+	ErrDependencyFailed = errors.New("qpool: dependency failed")
+
+	// ErrInvalidJob is returned for a job the pool cannot accept: an empty
+	// ID, a nil function, a dependency on itself or on an unknown ID.
+	ErrInvalidJob = errors.New("qpool: invalid job")
+
+	// ErrGoexit is returned for a job whose function called
+	// [runtime.Goexit]. The worker that ran it is replaced.
+	ErrGoexit = errors.New("qpool: job called runtime.Goexit")
+
+	// ErrClosed is returned by an entanglement, or by a ledger, after Close.
+	ErrClosed = errors.New("qpool: entanglement closed")
+
+	// ErrExpired is returned by an entanglement whose TTL ran out.
+	ErrExpired = errors.New("qpool: entanglement expired")
+
+	// ErrInvalidKey is returned for an empty state key.
+	ErrInvalidKey = errors.New("qpool: invalid state key")
+
+	// ErrNilFunc is returned for a nil function: by [Entanglement.Update],
+	// and (wrapped together with [ErrInvalidJob]) by the pool.
+	ErrNilFunc = errors.New("qpool: nil function")
+
+	// ErrConflict is returned by [Ledger.Append] when a guarded mutation finds
+	// that the key changed since the revision it names. [Entanglement.Update]
+	// handles it by retrying; it reaches callers only from a ledger.
+	ErrConflict = errors.New("qpool: revision conflict")
+)
+
+// PanicError is the error of a job whose function panicked. Panics are never
+// retried.
+type PanicError struct {
+	// Value is what the function passed to panic.
+	Value any
+	// Stack is the goroutine's stack at the panic, as [runtime/debug.Stack]
+	// formats it.
+	Stack []byte
+}
+
+// Error reports the panic value; the stack is in the Stack field.
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("qpool: job panicked: %v", e.Value)
+}
+
+// Unwrap returns the panic value when it is an error, so that
+// errors.Is(err, io.EOF) holds for a job that called panic(io.EOF).
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
+
+// jobError adds the job's ID to err.
+func jobError(id string, err error) error {
+	return fmt.Errorf("qpool: job %q: %w", id, err)
+}

@@ -1,0 +1,116 @@
+package qpool
+
+import (
+	"context"
+)
+
+// Future is the pending result of a job submitted with [Submit] or
+// [Pool.Schedule]. Every future resolves exactly once: with the job's value
+// and error, or with the error that kept the job from running. All methods
+// are safe for concurrent use. The zero value is not usable; futures come
+// only from a pool.
+type Future[T any] struct {
+	j *job
+	v *T // where the job stores its value; nil for a view made by Pool.Result
+}
+
+// call is a submitted function with its job and future in one allocation.
+type call[T any] struct {
+	job
+	fn    func(context.Context) (T, error)
+	plain func() (T, error) // Schedule's context-free form; fn is nil then
+	value T
+	fut   Future[T]
+}
+
+func (c *call[T]) run(ctx context.Context) (err error) {
+	var v T
+	if c.plain != nil {
+		v, err = c.plain()
+	} else {
+		v, err = c.fn(ctx)
+	}
+	c.value = v
+	return err
+}
+
+func (c *call[T]) anyFuture() *Future[any] {
+	if f, ok := any(&c.fut).(*Future[any]); ok {
+		return f
+	}
+	return &Future[any]{j: &c.job}
+}
+
+func (c *call[T]) anyValue() any { return c.value }
+
+// Submit schedules fn on p under id and returns its future. fn receives a
+// context that ends when the job's timeout passes ([WithTimeout]), when the
+// future is cancelled, and when the pool shuts down; it carries the values of
+// the pool's context ([WithContext]).
+//
+// Submit blocks while the queue is full, unless the pool was built with
+// [WithNonBlocking]. It never panics on bad input: an empty id, a nil fn, a
+// duplicate id and a closed pool resolve the returned future with
+// [ErrInvalidJob], [ErrDuplicateJob] or [ErrPoolClosed].
+func Submit[T any](p *Pool, id string, fn func(ctx context.Context) (T, error), opts ...JobOption) *Future[T] {
+	c := &call[T]{fn: fn}
+	return submitCall(p, c, id, fn == nil, opts)
+}
+
+// Schedule schedules fn under id and returns its future: the context-free
+// form of [Submit], for functions that need no context. It shares Submit's
+// path and semantics.
+func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *Future[any] {
+	c := &call[any]{plain: fn}
+	return submitCall(p, c, id, fn == nil, opts)
+}
+
+func submitCall[T any](p *Pool, c *call[T], id string, nilFn bool, opts []JobOption) *Future[T] {
+	c.id, c.r, c.pool = id, c, p
+	c.fut = Future[T]{j: &c.job, v: &c.value}
+	for _, o := range opts {
+		if o != nil {
+			o.applyJob(&c.cfg)
+		}
+	}
+	if c.cfg.attempts < 1 {
+		c.cfg.attempts = 1
+	}
+	p.submit(&c.job, nilFn)
+	return &c.fut
+}
+
+// ID returns the job's ID.
+func (f *Future[T]) ID() string { return f.j.id }
+
+// Done returns a channel that is closed once the future has resolved.
+func (f *Future[T]) Done() <-chan struct{} { return f.j.doneChan() }
+
+// Wait blocks until the job has resolved or ctx ends, and returns the job's
+// value and error. When ctx ends first it returns ctx's error and leaves the
+// job alone; call Cancel to stop the job too. A nil ctx waits without limit.
+func (f *Future[T]) Wait(ctx context.Context) (T, error) {
+	if !f.j.isDone() {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		select {
+		case <-f.j.doneChan():
+		case <-ctx.Done():
+			var zero T
+			return zero, context.Cause(ctx)
+		}
+	}
+	err := f.j.result()
+	if f.v != nil {
+		return *f.v, err
+	}
+	v, _ := f.j.r.anyValue().(T)
+	return v, err
+}
+
+// Cancel stops the job. A job that has not started yet never runs, and its
+// future resolves with [context.Canceled]. A running job's context is
+// cancelled; its future resolves with whatever the function then returns,
+// and it is not retried. Cancel of a resolved future does nothing.
+func (f *Future[T]) Cancel() { f.j.pool.cancelJob(f.j) }

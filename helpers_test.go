@@ -1,0 +1,5 @@
+package qpool_test
+
+import "fmt"
+
+func fmtMap(m map[string]any) string { return fmt.Sprint(m) }

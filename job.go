@@ -1,0 +1,121 @@
+package qpool
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Job names a unit of work. An [Entanglement] lists the jobs that share its
+// state; the pool identifies each scheduled job by the same ID. The zero
+// value is a job with no ID, which the pool rejects with [ErrInvalidJob].
+type Job struct {
+	// ID identifies the job within a pool and within an entanglement.
+	ID string
+}
+
+// Job states. A job moves forward only: waiting → queued → running → done,
+// and may jump to done from any earlier state (cancelled, failed dependency,
+// pool shutdown).
+const (
+	stateWaiting int32 = iota // waiting for its dependencies
+	stateQueued               // in the queue, not yet taken by a worker
+	stateRunning              // a worker is running it
+	stateDone                 // resolved: err and value are final
+)
+
+// runner is what a job runs. The typed call[T] that owns the job implements
+// it, so a job needs no closure of its own.
+type runner interface {
+	// run calls the job's function once and records its value.
+	run(ctx context.Context) error
+	// anyFuture returns the job's future as a Future[any], for Pool.Result.
+	anyFuture() *Future[any]
+	// anyValue returns the recorded value, for a view made by anyFuture.
+	anyValue() any
+}
+
+// job is the untyped core of a submitted function: its ID, options, state
+// and result. It is embedded in call[T], so one allocation holds both.
+type job struct {
+	id   string
+	cfg  jobConfig
+	r    runner
+	pool *Pool
+
+	state atomic.Int32 // one of the state constants
+
+	mu       sync.Mutex              // guards the fields below
+	err      error                   // final error, set once with state done
+	done     chan struct{}           // made by the first waiter, closed when done
+	cancel   context.CancelCauseFunc // ends the running job's context
+	canceled bool                    // Future.Cancel was called
+
+	// Guarded by pool.mu: dependency bookkeeping and retention.
+	pendingDeps int
+	dependents  []*job
+	expires     time.Time
+}
+
+// closedChan is the Done channel of every job that was resolved before
+// anybody asked for one.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (j *job) isDone() bool { return j.state.Load() == stateDone }
+
+// doneChan returns a channel closed when the job is resolved, allocating it
+// only for the first caller that has to wait.
+func (j *job) doneChan() <-chan struct{} {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.state.Load() == stateDone {
+		return closedChan
+	}
+	if j.done == nil {
+		j.done = make(chan struct{})
+	}
+	return j.done
+}
+
+// result returns the final error. Reading it under mu orders it after the
+// write in resolve.
+func (j *job) result() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.err
+}
+
+// tryResolve makes err the job's result unless it already has one. It
+// reports whether it did. Only states in allowed may be left; pass nil to
+// allow any unresolved state.
+func (j *job) tryResolve(err error, allowed ...int32) bool {
+	j.mu.Lock()
+	for {
+		s := j.state.Load()
+		if s == stateDone || (allowed != nil && !contains(allowed, s)) {
+			j.mu.Unlock()
+			return false
+		}
+		j.err = err
+		if j.state.CompareAndSwap(s, stateDone) {
+			break
+		}
+	}
+	ch := j.done
+	j.cancel = nil
+	j.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	return true
+}
+
+func contains(states []int32, s int32) bool {
+	for _, x := range states {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,293 @@
+package qpool
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// Defaults used by [NewPool].
+const (
+	// DefaultQueueSize is the queue capacity when [WithQueueSize] is not given.
+	DefaultQueueSize = 4096
+	// DefaultResultTTL is how long a finished job's future stays reachable by
+	// ID through [Pool.Result] and [WithDependencies].
+	DefaultResultTTL = time.Minute
+	// DefaultIdleTimeout is how long a worker waits for a job before it exits.
+	DefaultIdleTimeout = time.Second
+)
+
+// Option configures a [Pool]. Options are values: they compare with == and
+// print themselves, which keeps tests and logs readable.
+type Option interface {
+	applyPool(*poolConfig)
+}
+
+// JobOption configures one job submitted with [Submit] or [Pool.Schedule].
+type JobOption interface {
+	applyJob(*jobConfig)
+}
+
+type poolConfig struct {
+	workers     int
+	queueSize   int
+	nonBlocking bool
+	ctx         context.Context
+	logger      *slog.Logger
+	resultTTL   time.Duration
+	idleTimeout time.Duration
+}
+
+func newPoolConfig(opts []Option) poolConfig {
+	c := poolConfig{
+		workers:     runtime.GOMAXPROCS(0),
+		queueSize:   DefaultQueueSize,
+		ctx:         context.Background(),
+		resultTTL:   DefaultResultTTL,
+		idleTimeout: DefaultIdleTimeout,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o.applyPool(&c)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return c
+}
+
+type workersOption int
+
+// WithWorkers sets how many jobs run at once (default GOMAXPROCS). Values
+// below 1 are clamped to 1. [Pool.Resize] changes it later.
+func WithWorkers(n int) Option { return workersOption(n) }
+
+func (o workersOption) applyPool(c *poolConfig) { c.workers = max(int(o), 1) }
+func (o workersOption) String() string          { return fmt.Sprintf("WithWorkers(%d)", int(o)) }
+
+type queueSizeOption int
+
+// WithQueueSize sets how many accepted jobs may wait for a worker (default
+// [DefaultQueueSize]). Negative values are clamped to 0: a pool with no queue
+// hands each job straight to a worker, so a submitter waits (or, with
+// [WithNonBlocking], fails) until one is free.
+func WithQueueSize(n int) Option { return queueSizeOption(n) }
+
+func (o queueSizeOption) applyPool(c *poolConfig) { c.queueSize = max(int(o), 0) }
+func (o queueSizeOption) String() string          { return fmt.Sprintf("WithQueueSize(%d)", int(o)) }
+
+type nonBlockingOption struct{}
+
+// WithNonBlocking makes a submission to a full queue fail at once with
+// [ErrQueueFull] instead of waiting for room.
+func WithNonBlocking() Option { return nonBlockingOption{} }
+
+func (nonBlockingOption) applyPool(c *poolConfig) { c.nonBlocking = true }
+func (nonBlockingOption) String() string          { return "WithNonBlocking()" }
+
+type contextOption struct{ ctx context.Context }
+
+// WithContext ties the pool to ctx. Jobs' contexts carry ctx's values. When
+// ctx ends the pool shuts down at once: it accepts nothing more, cancels the
+// running jobs and fails the queued ones with an error that wraps both
+// [ErrPoolClosed] and [context.Cause] of ctx. A nil ctx is ignored.
+func WithContext(ctx context.Context) Option { return contextOption{ctx} }
+
+func (o contextOption) applyPool(c *poolConfig) {
+	if o.ctx != nil {
+		c.ctx = o.ctx
+	}
+}
+func (contextOption) String() string { return "WithContext(ctx)" }
+
+// LoggerOption is returned by [WithLogger]. It configures a [Pool] and an
+// [Entanglement] alike.
+type LoggerOption struct{ logger *slog.Logger }
+
+// WithLogger sets where recovered panics (of [Pool.Go] functions and of
+// entanglement callbacks) are logged. The default is [slog.Default]; nil keeps
+// the default.
+func WithLogger(l *slog.Logger) LoggerOption { return LoggerOption{l} }
+
+func (o LoggerOption) applyPool(c *poolConfig)        { c.logger = o.logger }
+func (o LoggerOption) applyEntanglement(c *entConfig) { c.logger = o.logger }
+
+// String names the option.
+func (o LoggerOption) String() string { return "WithLogger(logger)" }
+
+type resultTTLOption time.Duration
+
+// WithResultTTL sets how long a finished job stays reachable by its ID,
+// through [Pool.Result] and as a dependency (default [DefaultResultTTL]).
+// Zero or less forgets a job as soon as it ends. Finished jobs are dropped
+// lazily, on later submissions and lookups, and all at once by Close.
+func WithResultTTL(d time.Duration) Option { return resultTTLOption(d) }
+
+func (o resultTTLOption) applyPool(c *poolConfig) { c.resultTTL = max(time.Duration(o), 0) }
+func (o resultTTLOption) String() string          { return fmt.Sprintf("WithResultTTL(%v)", time.Duration(o)) }
+
+type idleTimeoutOption time.Duration
+
+// WithIdleTimeout sets how long an idle worker waits for a job before it
+// exits (default [DefaultIdleTimeout]). Workers start again on demand, so an
+// idle pool holds no goroutines once this has passed. Zero or less makes
+// workers exit as soon as the queue is empty.
+func WithIdleTimeout(d time.Duration) Option { return idleTimeoutOption(d) }
+
+func (o idleTimeoutOption) applyPool(c *poolConfig) { c.idleTimeout = max(time.Duration(o), 0) }
+func (o idleTimeoutOption) String() string {
+	return fmt.Sprintf("WithIdleTimeout(%v)", time.Duration(o))
+}
+
+type jobConfig struct {
+	timeout      time.Duration
+	attempts     int
+	backoff      time.Duration
+	deps         []string
+	entanglement *Entanglement
+}
+
+type timeoutOption time.Duration
+
+// WithTimeout bounds each attempt of a job: its context ends d after the
+// attempt starts, with [context.DeadlineExceeded]. Zero or less means no
+// timeout.
+func WithTimeout(d time.Duration) JobOption { return timeoutOption(d) }
+
+func (o timeoutOption) applyJob(c *jobConfig) { c.timeout = max(time.Duration(o), 0) }
+func (o timeoutOption) String() string        { return fmt.Sprintf("WithTimeout(%v)", time.Duration(o)) }
+
+type retryOption struct {
+	attempts int
+	backoff  time.Duration
+}
+
+// WithRetry runs a failing job again, at most maxAttempts times in all.
+// Between attempts the worker sleeps backoff, doubled after each attempt,
+// with up to half of it added at random (jitter); the sleep ends early if the
+// job is cancelled. A panic, a cancelled job and a job of a closing pool are
+// not retried. maxAttempts below 1 is treated as 1.
+func WithRetry(maxAttempts int, backoff time.Duration) JobOption {
+	return retryOption{max(maxAttempts, 1), max(backoff, 0)}
+}
+
+func (o retryOption) applyJob(c *jobConfig) { c.attempts, c.backoff = o.attempts, o.backoff }
+func (o retryOption) String() string {
+	return fmt.Sprintf("WithRetry(%d, %v)", o.attempts, o.backoff)
+}
+
+type depsOption []string
+
+// WithDependencies makes a job wait until every named job has succeeded. The
+// job does not hold a worker while it waits. If a dependency fails, the job
+// fails with [ErrDependencyFailed] without running. A dependency that has
+// already finished counts by its retained result (see [WithResultTTL]); an ID
+// that is neither queued, running nor retained, and the job's own ID, fail
+// the job with [ErrInvalidJob].
+func WithDependencies(ids ...string) JobOption { return depsOption(ids) }
+
+func (o depsOption) applyJob(c *jobConfig) { c.deps = append(c.deps, o...) }
+func (o depsOption) String() string        { return fmt.Sprintf("WithDependencies(%q)", []string(o)) }
+
+type entanglementOption struct{ e *Entanglement }
+
+// WithEntanglement adds the job to e (see [Entanglement.AddJob]) and makes e
+// reachable from the job's context through [EntanglementFrom].
+func WithEntanglement(e *Entanglement) JobOption { return entanglementOption{e} }
+
+func (o entanglementOption) applyJob(c *jobConfig) { c.entanglement = o.e }
+func (o entanglementOption) String() string        { return "WithEntanglement(e)" }
+
+// EntanglementOption configures an [Entanglement].
+type EntanglementOption interface {
+	applyEntanglement(*entConfig)
+}
+
+type entConfig struct {
+	ledger        Ledger
+	logger        *slog.Logger
+	retention     int
+	onExpire      func(id string)
+	onChange      func(StateChange)
+	onStateChange func(oldState, newState map[string]any)
+	copy          func(any) any
+}
+
+func newEntConfig(opts []EntanglementOption) entConfig {
+	var c entConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyEntanglement(&c)
+		}
+	}
+	if c.ledger == nil {
+		c.ledger = NewMemoryLedger()
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return c
+}
+
+type ledgerOption struct{ l Ledger }
+
+// WithLedger makes the entanglement keep its state and history in l
+// instead of a new [MemoryLedger]. The entanglement owns l from then on and
+// closes it (or drops it, on expiry).
+func WithLedger(l Ledger) EntanglementOption { return ledgerOption{l} }
+
+func (o ledgerOption) applyEntanglement(c *entConfig) { c.ledger = o.l }
+func (o ledgerOption) String() string                 { return fmt.Sprintf("WithLedger(%T)", o.l) }
+
+type retentionOption int
+
+// WithRetention keeps at least the last n changes of the history, and at
+// most a quarter more, for long-running entanglements; the current state
+// always stays whole. n ≤ 0 keeps everything (the default). Reads of
+// older sequences start at the oldest retained change.
+func WithRetention(n int) EntanglementOption { return retentionOption(n) }
+
+func (o retentionOption) applyEntanglement(c *entConfig) { c.retention = max(int(o), 0) }
+func (o retentionOption) String() string                 { return fmt.Sprintf("WithRetention(%d)", int(o)) }
+
+type onExpireOption func(id string)
+
+// WithOnExpire sets a function the reaper calls, with the entanglement's ID,
+// after the TTL ran out and the state was released. A panic in it is
+// recovered and logged.
+func WithOnExpire(fn func(id string)) EntanglementOption { return onExpireOption(fn) }
+
+func (o onExpireOption) applyEntanglement(c *entConfig) { c.onExpire = o }
+
+type onChangeOption func(StateChange)
+
+// WithOnChange sets a callback that gets each change as a [StateChange],
+// exactly once and in sequence order, with the delivery guarantees of
+// OnStateChange but O(1) per change whatever the size of the state.
+func WithOnChange(fn func(StateChange)) EntanglementOption { return onChangeOption(fn) }
+
+func (o onChangeOption) applyEntanglement(c *entConfig) { c.onChange = o }
+
+type onStateChangeOption func(oldState, newState map[string]any)
+
+// WithOnStateChange sets the OnStateChange callback at construction; see
+// [Entanglement.SetOnStateChange] to change it later.
+func WithOnStateChange(fn func(oldState, newState map[string]any)) EntanglementOption {
+	return onStateChangeOption(fn)
+}
+
+func (o onStateChangeOption) applyEntanglement(c *entConfig) { c.onStateChange = o }
+
+type valueCopyOption func(any) any
+
+// WithValueCopy makes the entanglement record copy(v) instead of v on every
+// update, for values the caller keeps mutating (maps, slices): the ledger
+// then holds a value nobody else can change. Without it values are stored
+// as given, and mutating a stored map changes what GetState and the history
+// return.
+func WithValueCopy(copy func(v any) any) EntanglementOption { return valueCopyOption(copy) }
+
+func (o valueCopyOption) applyEntanglement(c *entConfig) { c.copy = o }

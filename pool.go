@@ -1,0 +1,224 @@
+package qpool
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Pool runs functions on a bounded set of worker goroutines. Jobs are
+// submitted by ID with [Submit] or [Pool.Schedule] and resolve a [Future];
+// [Pool.Go] is the ID-less, future-less form for the hottest paths.
+//
+// Workers start on demand, up to the worker limit, and exit after
+// [WithIdleTimeout] without work, so an idle pool holds no goroutines. A
+// full queue blocks submitters (or fails them, with [WithNonBlocking]).
+//
+// All methods are safe for concurrent use. The zero value is not usable:
+// build a pool with [NewPool] and end it with [Pool.Close] or
+// [Pool.Shutdown].
+type Pool struct {
+	cfg     poolConfig
+	baseCtx context.Context // cfg.ctx's values without its cancellation
+
+	tasks   chan task     // the queue
+	closing chan struct{} // closed when intake stops: wakes blocked submitters
+	aborted chan struct{} // closed when queued jobs must fail instead of run
+	quit    chan struct{} // closed when the pool is finished: idle workers exit
+
+	closed     atomic.Bool
+	maxWorkers atomic.Int64
+	workers    atomic.Int64 // live worker goroutines
+	idle       atomic.Int64 // workers waiting in the queue
+	running    atomic.Int64 // jobs in their function now
+	pending    atomic.Int64 // accepted, not yet resolved
+	stats      counters
+
+	wg sync.WaitGroup // workers, dependent hand-offs and the context watcher
+
+	mu       sync.Mutex // guards the fields below
+	allDone  *sync.Cond // signalled when pending reaches zero; uses mu
+	jobs     map[string]*job
+	retained []*job // finished jobs kept for the result TTL, oldest first
+	waiting  int    // jobs waiting for dependencies
+
+	closeOnce, quitOnce, abortOnce sync.Once
+	stopWatch                      func() bool // stops the WithContext watcher
+}
+
+// task is one entry of the queue: a job, or a bare function from Go.
+type task struct {
+	j  *job
+	fn func()
+}
+
+// NewPool returns a pool configured by opts. It starts no goroutine: workers
+// start with the first jobs. Out-of-range sizes are clamped as each option
+// documents, so NewPool cannot fail.
+func NewPool(opts ...Option) *Pool {
+	cfg := newPoolConfig(opts)
+	p := &Pool{
+		cfg:     cfg,
+		baseCtx: context.WithoutCancel(cfg.ctx),
+		tasks:   make(chan task, cfg.queueSize),
+		closing: make(chan struct{}),
+		aborted: make(chan struct{}),
+		quit:    make(chan struct{}),
+		jobs:    make(map[string]*job),
+	}
+	p.allDone = sync.NewCond(&p.mu)
+	p.maxWorkers.Store(int64(cfg.workers))
+	if cfg.ctx.Done() != nil {
+		// Owner: the pool. Runs once when the pool's context ends; Close
+		// stops it if it has not run, and waits for it if it has.
+		p.wg.Add(1)
+		p.stopWatch = context.AfterFunc(cfg.ctx, p.contextDone)
+	}
+	return p
+}
+
+// Go runs fn on a worker, with no ID and no future: the cheapest way to run
+// a function, with no allocation of its own. A panic in fn is recovered,
+// counted in [Stats].Panicked and logged. Go blocks while the queue is full
+// unless the pool was built with [WithNonBlocking], and returns
+// [ErrPoolClosed] or [ErrQueueFull] when fn was not accepted, or
+// [ErrInvalidJob] for a nil fn.
+func (p *Pool) Go(fn func()) error {
+	if fn == nil {
+		return fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc)
+	}
+	if !p.accept() {
+		return ErrPoolClosed
+	}
+	if err := p.enqueue(task{fn: fn}); err != nil {
+		p.done()
+		return err
+	}
+	p.stats.submitted.Add(1)
+	return nil
+}
+
+// accept counts a new job as pending unless intake has stopped. Counting
+// before checking closes the race with Close: either Close sees the job
+// pending and waits for it, or the job sees the pool closed.
+func (p *Pool) accept() bool {
+	p.pending.Add(1)
+	if p.closed.Load() {
+		p.done()
+		return false
+	}
+	return true
+}
+
+// done marks one accepted job as finished and wakes Wait when none is left.
+func (p *Pool) done() {
+	if p.pending.Add(-1) == 0 {
+		p.mu.Lock()
+		p.allDone.Broadcast()
+		p.mu.Unlock()
+	}
+}
+
+// Wait blocks until every accepted job has finished, including jobs
+// submitted while it waits. It does not stop intake.
+func (p *Pool) Wait() {
+	p.mu.Lock()
+	for p.pending.Load() > 0 {
+		p.allDone.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// Close stops intake, waits until every accepted job has finished, and ends
+// every goroutine the pool started. Submissions after Close, and submitters
+// blocked on a full queue when it starts, fail with [ErrPoolClosed]. Close is
+// idempotent and always returns nil; it blocks for as long as the accepted
+// jobs run. See [Pool.Shutdown] for a bounded wait.
+func (p *Pool) Close() error {
+	p.stopIntake()
+	p.Wait()
+	p.finish()
+	return nil
+}
+
+// Shutdown is Close with a deadline. It stops intake and waits for the
+// accepted jobs until ctx ends. If ctx ends first it cancels the running
+// jobs' contexts, fails the queued and waiting jobs with [ErrPoolClosed],
+// and returns ctx's error without waiting for running functions that ignore
+// their context; a later Close waits for those.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.stopIntake()
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.allDone.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	p.mu.Lock()
+	for p.pending.Load() > 0 && ctx.Err() == nil {
+		p.allDone.Wait()
+	}
+	p.mu.Unlock()
+	if p.pending.Load() == 0 {
+		p.finish()
+		return nil
+	}
+	p.abort(fmt.Errorf("%w: shutdown: %w", ErrPoolClosed, context.Cause(ctx)))
+	p.quitOnce.Do(func() { close(p.quit) })
+	return ctx.Err()
+}
+
+// stopIntake makes every later submission fail and wakes blocked submitters.
+func (p *Pool) stopIntake() {
+	p.closeOnce.Do(func() {
+		p.closed.Store(true)
+		close(p.closing)
+	})
+}
+
+// finish ends the workers once no job is pending, and drops retained jobs.
+func (p *Pool) finish() {
+	p.quitOnce.Do(func() { close(p.quit) })
+	if p.stopWatch != nil && p.stopWatch() {
+		p.wg.Done() // the watcher will never run; see contextDone
+	}
+	p.wg.Wait()
+	p.mu.Lock()
+	clear(p.jobs)
+	p.retained = nil
+	p.mu.Unlock()
+}
+
+// contextDone runs when the pool's context ends.
+func (p *Pool) contextDone() {
+	defer p.wg.Done()
+	p.stopIntake()
+	p.abort(fmt.Errorf("%w: %w", ErrPoolClosed, context.Cause(p.cfg.ctx)))
+}
+
+// Resize sets the worker limit to n (clamped to at least 1). Growing starts
+// workers for queued jobs at once, which also wakes submitters blocked on a
+// full queue; shrinking lets running jobs finish and retires workers as they
+// become free.
+func (p *Pool) Resize(n int) {
+	p.maxWorkers.Store(int64(max(n, 1)))
+	for range len(p.tasks) {
+		if !p.spawn(task{}) {
+			break
+		}
+	}
+}
+
+// Result returns the future of the job with this ID while it is waiting,
+// queued or running, and for the result TTL after it ends ([WithResultTTL]).
+func (p *Pool) Result(id string) (*Future[any], bool) {
+	p.mu.Lock()
+	p.expireLocked()
+	j := p.jobs[id]
+	p.mu.Unlock()
+	if j == nil {
+		return nil, false
+	}
+	return j.r.anyFuture(), true
+}

@@ -1,0 +1,51 @@
+package qpool
+
+import (
+	"context"
+	"time"
+)
+
+// startReaper arms the TTL timer. The reaper is a timer, not a polling
+// goroutine: when it fires it checks the time of the last change and
+// either re-arms for the rest of the TTL or expires the entanglement.
+func (e *Entanglement) startReaper() {
+	if e.ttl <= 0 {
+		return
+	}
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	e.wg.Add(1) // for the run the timer will make; see end
+	// Owner: the entanglement. Runs once per arming; Close stops it.
+	e.reaper = time.AfterFunc(e.remaining(), e.reap)
+}
+
+// remaining returns how long until the TTL since the last change ends.
+func (e *Entanglement) remaining() time.Duration {
+	return time.Until(time.Unix(0, e.lastMod.Load()).Add(e.ttl))
+}
+
+// reap runs when the TTL timer fires.
+func (e *Entanglement) reap() {
+	defer e.wg.Done()
+	if d := e.remaining(); d > 0 {
+		e.rearm(d)
+		return
+	}
+	if !e.end(lifeExpired) {
+		return
+	}
+	_ = e.ledger.Drop(context.Background()) // nothing to report it to
+	if f := e.cfg.onExpire; f != nil {
+		e.safely("OnExpire", func() { f(e.id) })
+	}
+}
+
+// rearm sets the timer again, unless the entanglement has ended.
+func (e *Entanglement) rearm(d time.Duration) {
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	if e.life.Load() == lifeOpen {
+		e.wg.Add(1)
+		e.reaper.Reset(d)
+	}
+}

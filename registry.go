@@ -1,0 +1,276 @@
+package qpool
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// submit validates, registers and queues a job built by Submit or Schedule.
+// Every outcome resolves the job's future or leaves it to a worker.
+func (p *Pool) submit(j *job, nilFn bool) {
+	p.stats.submitted.Add(1)
+	if err := validate(j, nilFn); err != nil {
+		p.reject(j, err)
+		return
+	}
+	if !p.accept() {
+		p.reject(j, jobError(j.id, ErrPoolClosed))
+		return
+	}
+	ready, err := p.register(j)
+	if err != nil {
+		p.reject(j, err)
+		p.done()
+		return
+	}
+	if e := j.cfg.entanglement; e != nil {
+		e.AddJob(Job{ID: j.id})
+	}
+	if !ready {
+		return // a finishing dependency will queue it
+	}
+	if err := p.enqueue(task{j: j}); err != nil {
+		p.resolve(j, jobError(j.id, err), false)
+	}
+}
+
+// validate checks what can be checked without the registry.
+func validate(j *job, nilFn bool) error {
+	switch {
+	case j.id == "":
+		return fmt.Errorf("%w: empty job id", ErrInvalidJob)
+	case nilFn:
+		return jobError(j.id, fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc))
+	}
+	return nil
+}
+
+// reject resolves a job that was never accepted.
+func (p *Pool) reject(j *job, err error) {
+	j.tryResolve(err)
+	p.stats.failed.Add(1)
+}
+
+// register records j under its ID and links it to its dependencies. It
+// reports whether j can be queued now, or an error if it cannot be accepted.
+func (p *Pool) register(j *job) (ready bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireLocked()
+	if old := p.jobs[j.id]; old != nil && !old.isDone() {
+		return false, jobError(j.id, ErrDuplicateJob)
+	}
+	var waitFor []*job
+	for _, id := range j.cfg.deps {
+		d, err := p.dependency(j, id)
+		if err != nil {
+			return false, err
+		}
+		if d != nil {
+			waitFor = append(waitFor, d)
+		}
+	}
+	p.jobs[j.id] = j
+	for _, d := range waitFor {
+		d.dependents = append(d.dependents, j)
+	}
+	if j.pendingDeps = len(waitFor); j.pendingDeps > 0 {
+		p.waiting++
+		return false, nil // state stays stateWaiting
+	}
+	j.state.Store(stateQueued)
+	return true, nil
+}
+
+// dependency looks up the job j depends on by id. It returns nil when that
+// job has already succeeded, and an error when j cannot wait for it.
+func (p *Pool) dependency(j *job, id string) (*job, error) {
+	if id == j.id {
+		return nil, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
+	}
+	d := p.jobs[id]
+	if d == nil {
+		return nil, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
+	}
+	if !d.isDone() {
+		return d, nil
+	}
+	if err := d.result(); err != nil {
+		return nil, dependencyError(j.id, id, err)
+	}
+	return nil, nil
+}
+
+func dependencyError(id, dep string, err error) error {
+	return fmt.Errorf("qpool: job %q: %w: %q: %w", id, ErrDependencyFailed, dep, err)
+}
+
+// resolve ends an accepted job with err, unless it has already ended or is
+// in a state outside allowed (nil allows any). It counts the outcome, frees
+// or retains the ID, and queues or fails the jobs waiting for it.
+func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool {
+	if !j.tryResolve(err, allowed...) {
+		return false
+	}
+	switch {
+	case err == nil:
+		p.stats.succeeded.Add(1)
+	case panicked:
+		p.stats.panicked.Add(1)
+		fallthrough
+	default:
+		p.stats.failed.Add(1)
+	}
+	ready, failed := p.release(j, err)
+	for _, d := range ready {
+		p.handOff(d)
+	}
+	for _, d := range failed {
+		p.resolve(d, dependencyError(d.id, j.id, err), false)
+	}
+	p.done()
+	return true
+}
+
+// release unregisters or retains a resolved job and returns its dependents
+// that may now run, and those that must fail.
+func (p *Pool) release(j *job, err error) (ready, failed []*job) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if j.pendingDeps > 0 { // resolved while waiting
+		j.pendingDeps = 0
+		p.waiting--
+	}
+	if p.jobs[j.id] == j {
+		if p.cfg.resultTTL > 0 {
+			j.expires = time.Now().Add(p.cfg.resultTTL)
+			p.retained = append(p.retained, j)
+		} else {
+			delete(p.jobs, j.id)
+		}
+	}
+	for _, d := range j.dependents {
+		switch {
+		case d.isDone():
+		case err != nil:
+			failed = append(failed, d)
+		default:
+			if d.pendingDeps--; d.pendingDeps == 0 {
+				p.waiting--
+				ready = append(ready, d)
+			}
+		}
+	}
+	j.dependents = nil
+	return ready, failed
+}
+
+// handOff queues a job whose dependencies have all succeeded. It runs on
+// whatever goroutine resolved the last dependency, often a worker, so it
+// must not block: when the queue is full and no worker can start, a
+// goroutine waits for room instead.
+func (p *Pool) handOff(j *job) {
+	if !j.state.CompareAndSwap(stateWaiting, stateQueued) {
+		return // cancelled meanwhile
+	}
+	t := task{j: j}
+	select {
+	case p.tasks <- t:
+		p.ensureWorker()
+		return
+	default:
+	}
+	if p.spawn(t) {
+		return
+	}
+	p.wg.Add(1)
+	// Owner: the pool. Ends when the queue takes the job or the pool
+	// aborts; waited in Close.
+	go func() {
+		defer p.wg.Done()
+		select {
+		case p.tasks <- t:
+			p.ensureWorker()
+		case <-p.aborted:
+			p.resolve(j, jobError(j.id, ErrPoolClosed), false)
+		}
+	}()
+}
+
+// expireLocked drops retained jobs whose result TTL has passed.
+func (p *Pool) expireLocked() {
+	if len(p.retained) == 0 {
+		return
+	}
+	now := time.Now()
+	i := 0
+	for ; i < len(p.retained) && now.After(p.retained[i].expires); i++ {
+		if j := p.retained[i]; p.jobs[j.id] == j {
+			delete(p.jobs, j.id)
+		}
+		p.retained[i] = nil
+	}
+	p.retained = p.retained[i:]
+}
+
+// cancelJob implements Future.Cancel.
+func (p *Pool) cancelJob(j *job) {
+	j.mu.Lock()
+	if j.state.Load() == stateDone {
+		j.mu.Unlock()
+		return
+	}
+	j.canceled = true
+	cancel := j.cancel
+	j.mu.Unlock()
+	if cancel != nil {
+		cancel(context.Canceled)
+		return
+	}
+	p.resolve(j, jobError(j.id, context.Canceled), false, stateWaiting, stateQueued)
+}
+
+// abort fails every job that has not started with err and cancels the
+// running ones: the end of Shutdown's deadline and of the pool's context.
+func (p *Pool) abort(err error) {
+	p.abortOnce.Do(func() { close(p.aborted) })
+	p.mu.Lock()
+	var live []*job
+	for _, j := range p.jobs {
+		if !j.isDone() {
+			live = append(live, j)
+		}
+	}
+	p.mu.Unlock()
+	for _, j := range live {
+		j.mu.Lock()
+		cancel := j.cancel
+		j.mu.Unlock()
+		if cancel != nil {
+			cancel(err)
+		} else {
+			p.resolve(j, jobError(j.id, err), false, stateWaiting, stateQueued)
+		}
+	}
+	p.drain(err)
+}
+
+// drain empties the queue after abort. Jobs in it were failed by abort;
+// functions from Go are dropped, counted as failed and logged.
+func (p *Pool) drain(err error) {
+	for {
+		select {
+		case t := <-p.tasks:
+			if t.j != nil {
+				p.resolve(t.j, jobError(t.j.id, err), false)
+				continue
+			}
+			p.stats.failed.Add(1)
+			p.cfg.logger.Error("qpool: dropped a queued function", "err", err)
+			p.done()
+		default:
+			return
+		}
+	}
+}

@@ -1,0 +1,45 @@
+package qpool
+
+import "sync/atomic"
+
+// Stats is a snapshot of a pool's counters, from [Pool.Stats]. Every job
+// submitted with [Submit] or [Pool.Schedule], and every function accepted by
+// [Pool.Go], counts once in Submitted and, once it has ended, once in
+// Succeeded or Failed; so after [Pool.Wait] Submitted == Succeeded + Failed.
+type Stats struct {
+	Workers    int // live worker goroutines
+	MaxWorkers int // the worker limit
+	Running    int // jobs in their function now
+	Queued     int // jobs in the queue
+	Waiting    int // jobs waiting for their dependencies
+
+	Submitted uint64 // jobs submitted, including rejected ones
+	Succeeded uint64 // jobs that returned a nil error
+	Failed    uint64 // jobs that ended with an error, rejected ones included
+	Panicked  uint64 // failed jobs whose function panicked
+	Retried   uint64 // attempts that were followed by another attempt
+}
+
+type counters struct {
+	submitted, succeeded, failed, panicked, retried atomic.Uint64
+}
+
+// Stats returns the pool's counters. The fields are read one by one, so a
+// snapshot taken while jobs run need not add up exactly.
+func (p *Pool) Stats() Stats {
+	p.mu.Lock()
+	waiting := p.waiting
+	p.mu.Unlock()
+	return Stats{
+		Workers:    int(p.workers.Load()),
+		MaxWorkers: int(p.maxWorkers.Load()),
+		Running:    int(p.running.Load()),
+		Queued:     len(p.tasks),
+		Waiting:    waiting,
+		Submitted:  p.stats.submitted.Load(),
+		Succeeded:  p.stats.succeeded.Load(),
+		Failed:     p.stats.failed.Load(),
+		Panicked:   p.stats.panicked.Load(),
+		Retried:    p.stats.retried.Load(),
+	}
+}

@@ -1,0 +1,300 @@
+package qpool
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime/debug"
+	"time"
+)
+
+// enqueue hands t to a worker: a new one while the pool is below its worker
+// limit and no worker is idle, else through the queue. It blocks on a full
+// queue unless the pool is non-blocking.
+func (p *Pool) enqueue(t task) error {
+	if p.idle.Load() == 0 && p.spawn(t) {
+		return nil
+	}
+	select {
+	case p.tasks <- t:
+		p.ensureWorker()
+		return nil
+	default:
+	}
+	if p.spawn(t) {
+		return nil
+	}
+	if p.cfg.nonBlocking {
+		return ErrQueueFull
+	}
+	select {
+	case p.tasks <- t:
+		p.ensureWorker()
+		return nil
+	case <-p.closing:
+		return ErrPoolClosed
+	}
+}
+
+// ensureWorker starts a worker for a task just queued when no worker is
+// idle to take it. Together with the re-check in worker's exit path it
+// guarantees that no queued task is left without a worker.
+func (p *Pool) ensureWorker() {
+	if p.idle.Load() == 0 {
+		p.spawn(task{})
+	}
+}
+
+// spawn starts a worker with t as its first task (none if t is empty),
+// unless the pool already runs its limit of workers.
+func (p *Pool) spawn(t task) bool {
+	if !p.reserveWorker() {
+		return false
+	}
+	p.wg.Add(1)
+	// Owner: the pool. Ends when the queue stays empty for the idle
+	// timeout, when Resize shrinks the pool, or at Close; waited in Close.
+	go p.worker(t)
+	return true
+}
+
+// reserveWorker counts one more worker if the limit allows it.
+func (p *Pool) reserveWorker() bool {
+	for {
+		n := p.workers.Load()
+		if n >= p.maxWorkers.Load() {
+			return false
+		}
+		if p.workers.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// worker runs t, then tasks from the queue, until it has been idle for the
+// idle timeout or the pool shrinks or finishes.
+func (p *Pool) worker(t task) {
+	w := workerState{pool: p}
+	defer w.exit()
+	for {
+		if t.j != nil || t.fn != nil {
+			w.run(t)
+		}
+		var ok bool
+		if t, ok = w.next(); !ok {
+			w.normal = true
+			return
+		}
+	}
+}
+
+// workerState is one worker's own bookkeeping.
+type workerState struct {
+	pool    *Pool
+	current *job        // the job being run, for runtime.Goexit
+	timer   *time.Timer // the idle timer, made on first idle
+	normal  bool        // the worker returned rather than Goexit
+}
+
+// next returns the next task, or false when the worker should exit. A worker
+// that decides to exit re-checks the queue after it stopped counting itself,
+// so a task queued meanwhile is never stranded.
+func (w *workerState) next() (task, bool) {
+	p := w.pool
+	for {
+		if p.workers.Load() > p.maxWorkers.Load() && w.retire() {
+			return task{}, false
+		}
+		select {
+		case t := <-p.tasks:
+			return t, true
+		default:
+		}
+		if t, ok := w.waitIdle(); ok {
+			return t, true
+		}
+		p.workers.Add(-1)
+		if len(p.tasks) == 0 || !p.reserveWorker() {
+			return task{}, false
+		}
+	}
+}
+
+// retire stops counting this worker if the pool has more than its limit.
+func (w *workerState) retire() bool {
+	p := w.pool
+	for {
+		n := p.workers.Load()
+		if n <= p.maxWorkers.Load() {
+			return false
+		}
+		if p.workers.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
+// waitIdle waits for a task until the idle timeout passes or the pool quits.
+func (w *workerState) waitIdle() (task, bool) {
+	p := w.pool
+	d := p.cfg.idleTimeout
+	if d <= 0 {
+		return task{}, false
+	}
+	if w.timer == nil {
+		w.timer = time.NewTimer(d)
+	} else {
+		w.timer.Reset(d)
+	}
+	p.idle.Add(1)
+	defer p.idle.Add(-1)
+	select {
+	case t := <-p.tasks:
+		w.timer.Stop()
+		return t, true
+	case <-w.timer.C:
+	case <-p.quit:
+		w.timer.Stop()
+	}
+	return task{}, false
+}
+
+// exit runs when the worker goroutine ends. A worker that ends through
+// runtime.Goexit in a job resolves that job and starts a replacement.
+func (w *workerState) exit() {
+	p := w.pool
+	if !w.normal {
+		if j := w.current; j != nil {
+			p.running.Add(-1)
+			p.resolve(j, jobError(j.id, ErrGoexit), false)
+		} else {
+			p.stats.failed.Add(1)
+			p.cfg.logger.Error("qpool: function called runtime.Goexit")
+			p.done()
+		}
+		p.workers.Add(-1)
+		if len(p.tasks) > 0 {
+			p.spawn(task{})
+		}
+	}
+	p.wg.Done()
+}
+
+// run runs one task: a job, or a bare function from Go.
+func (w *workerState) run(t task) {
+	p := w.pool
+	if t.j == nil {
+		p.runFunc(t.fn)
+		return
+	}
+	j := t.j
+	select {
+	case <-p.aborted:
+		p.resolve(j, jobError(j.id, ErrPoolClosed), false)
+		return
+	default:
+	}
+	if !j.state.CompareAndSwap(stateQueued, stateRunning) {
+		return // cancelled or failed while queued; already resolved
+	}
+	w.current = j
+	p.running.Add(1)
+	err, panicked := p.attempts(j)
+	p.running.Add(-1)
+	w.current = nil
+	p.resolve(j, err, panicked)
+}
+
+// runFunc runs a function from Go, recovering and logging a panic.
+func (p *Pool) runFunc(fn func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.stats.panicked.Add(1)
+			p.stats.failed.Add(1)
+			p.cfg.logger.Error("qpool: recovered panic", "panic", r, "stack", string(debug.Stack()))
+		} else {
+			p.stats.succeeded.Add(1)
+		}
+		p.done()
+	}()
+	fn()
+}
+
+// attempts runs j's function until it succeeds, panics, is cancelled or has
+// used its attempts, sleeping the backoff in between.
+func (p *Pool) attempts(j *job) (err error, panicked bool) {
+	ctx, cancel := context.WithCancelCause(p.baseCtx)
+	if j.cfg.entanglement != nil {
+		ctx = context.WithValue(ctx, entanglementKey{}, j.cfg.entanglement)
+	}
+	if !p.setCancel(j, cancel) {
+		cancel(context.Canceled)
+		return jobError(j.id, context.Canceled), false
+	}
+	defer cancel(nil)
+	for attempt := 1; ; attempt++ {
+		err, panicked = p.attempt(ctx, j)
+		if err == nil || panicked || attempt >= j.cfg.attempts || ctx.Err() != nil {
+			return err, panicked
+		}
+		p.stats.retried.Add(1)
+		if !sleep(ctx, backoff(j.cfg.backoff, attempt)) {
+			return err, false
+		}
+	}
+}
+
+// setCancel records how to cancel a job that starts running, unless the job
+// was cancelled on its way to the worker.
+func (p *Pool) setCancel(j *job, cancel context.CancelCauseFunc) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.canceled {
+		return false
+	}
+	j.cancel = cancel
+	return true
+}
+
+// attempt runs j's function once under its timeout, turning a panic into a
+// *PanicError.
+func (p *Pool) attempt(ctx context.Context, j *job) (err error, panicked bool) {
+	if j.cfg.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, j.cfg.timeout)
+		defer cancel()
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err, panicked = &PanicError{Value: r, Stack: debug.Stack()}, true
+		}
+	}()
+	return j.r.run(ctx), false
+}
+
+// backoff returns the sleep before attempt+1: base doubled per attempt, plus
+// up to half of that at random, so that retrying jobs do not move in step.
+func backoff(base time.Duration, attempt int) time.Duration {
+	if base <= 0 {
+		return 0
+	}
+	d := base << min(attempt-1, 30)
+	if d <= 0 { // overflow
+		d = base
+	}
+	return d + rand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends, and reports whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
