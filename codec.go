@@ -1,0 +1,68 @@
+package qpool
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// Codec turns state values into bytes and back, for ledgers that keep values
+// outside the process's memory (on disk, on a server). Such a ledger returns
+// from Get, Read and Snapshot what Unmarshal into an any produces, not the
+// Go value that was stored: with [JSONCodec], numbers come back as float64,
+// structs as map[string]any. [GetStateAs] decodes into the caller's type.
+type Codec interface {
+	// Marshal encodes v. An error means v cannot be stored, and the
+	// ledger records nothing.
+	Marshal(v any) ([]byte, error)
+	// Unmarshal decodes data into the value v points to.
+	Unmarshal(data []byte, v any) error
+}
+
+// JSONCodec is the default [Codec]: encoding/json.
+type JSONCodec struct{}
+
+var _ Codec = JSONCodec{}
+
+// Marshal implements [Codec] with [json.Marshal].
+func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// Unmarshal implements [Codec] with [json.Unmarshal].
+func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// CodecLedger is implemented by ledgers that encode values; [GetStateAs]
+// uses its codec to convert what the ledger returns into the caller's type.
+type CodecLedger interface {
+	Ledger
+	// Codec returns the codec the ledger encodes values with.
+	Codec() Codec
+}
+
+// GetStateAs returns key's value as a T. A value that already is a T (always
+// the case with the in-memory ledger, when T is what was stored) is returned
+// as is; otherwise it is re-encoded and decoded into a T with the ledger's
+// codec ([JSONCodec] unless the ledger is a [CodecLedger]), which turns the
+// generic form a durable ledger returns back into the caller's struct,
+// number or slice type. It reports false when key is absent, and an error
+// when the value does not decode into a T.
+func GetStateAs[T any](e *Entanglement, key string) (T, bool, error) {
+	var out T
+	v, ok := e.GetState(key)
+	if !ok {
+		return out, false, nil
+	}
+	if t, ok := v.(T); ok {
+		return t, true, nil
+	}
+	var c Codec = JSONCodec{}
+	if cl, ok := e.ledger.(CodecLedger); ok {
+		c = cl.Codec()
+	}
+	data, err := c.Marshal(v)
+	if err == nil {
+		err = c.Unmarshal(data, &out)
+	}
+	if err != nil {
+		return out, true, fmt.Errorf("qpool: entanglement %q: key %q as %T: %w", e.id, key, out, err)
+	}
+	return out, true, nil
+}
