@@ -27,8 +27,9 @@ type delivery struct {
 	next       uint64     // sequence of the next change to deliver
 	target     uint64     // deliver every change below this
 
-	// mirror is the state before change mirrorSeq, the last map handed to
-	// OnStateChange as its new state, so it is never modified. Only the
+	// mirror is the state before change mirrorSeq. It is private: each
+	// OnStateChange call gets two fresh copies, so a callback that keeps or
+	// modifies its maps cannot change what later calls see. Only the
 	// deliverer, or prepare while none runs, touches it.
 	mirror    map[string]any
 	mirrorSeq uint64
@@ -140,15 +141,14 @@ func (d *delivery) emit(e *Entanglement, c StateChange) {
 		d.mirror = nil
 		d.mirrorOK.Store(false)
 	case d.mirror != nil && c.Sequence == d.mirrorSeq:
-		old := d.mirror
-		now := make(map[string]any, len(old)+1)
-		maps.Copy(now, old)
+		old := maps.Clone(d.mirror)
 		if c.Deleted {
-			delete(now, c.Key)
+			delete(d.mirror, c.Key)
 		} else {
-			now[c.Key] = c.Value
+			d.mirror[c.Key] = c.Value
 		}
-		d.mirror, d.mirrorSeq = now, c.Sequence+1
+		d.mirrorSeq = c.Sequence + 1
+		now := maps.Clone(d.mirror)
 		e.safely("OnStateChange", func() { cb(old, now) })
 	case c.Sequence > d.mirrorSeq:
 		// A gap (compaction, or a mirror never taken): the mirror is

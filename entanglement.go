@@ -21,10 +21,11 @@ import (
 // [NewEntanglement] or [OpenEntanglement].
 type Entanglement struct {
 	// OnStateChange, if set, is called once per change, in sequence order,
-	// with the state before and after the change. Both maps are snapshots
-	// that belong to the callback and never change later; building them
-	// costs a copy of the state per change, so prefer [WithOnChange] (one
-	// StateChange per call, O(1)) when the state is large.
+	// with the state before and after the change. Both maps are fresh
+	// copies that belong to the callback: they never change later, and
+	// changing them changes nothing else. Building them costs two copies of
+	// the state per change, so prefer [WithOnChange] (one StateChange per
+	// call, O(1)) when the state is large.
 	//
 	// When one goroutine updates with no other update in flight, the
 	// callback has returned before UpdateState returns. Under contention a

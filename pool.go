@@ -43,6 +43,8 @@ type Pool struct {
 	retained []*job // finished jobs kept for the result TTL, oldest first
 	waiting  int    // jobs waiting for dependencies
 
+	abortErr error // why queued jobs fail; set once before aborted closes
+
 	closeOnce, quitOnce, abortOnce sync.Once
 	stopWatch                      func() bool // stops the WithContext watcher
 }

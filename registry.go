@@ -193,7 +193,7 @@ func (p *Pool) handOff(j *job) {
 		case p.tasks <- t:
 			p.ensureWorker()
 		case <-p.aborted:
-			p.resolve(j, jobError(j.id, ErrPoolClosed), false)
+			p.resolve(j, jobError(j.id, p.abortErr), false)
 		}
 	}()
 }
@@ -234,7 +234,11 @@ func (p *Pool) cancelJob(j *job) {
 // abort fails every job that has not started with err and cancels the
 // running ones: the end of Shutdown's deadline and of the pool's context.
 func (p *Pool) abort(err error) {
-	p.abortOnce.Do(func() { close(p.aborted) })
+	p.abortOnce.Do(func() {
+		p.abortErr = err
+		close(p.aborted)
+	})
+	err = p.abortErr
 	p.mu.Lock()
 	var live []*job
 	for _, j := range p.jobs {

@@ -189,7 +189,7 @@ func (w *workerState) run(t task) {
 	j := t.j
 	select {
 	case <-p.aborted:
-		p.resolve(j, jobError(j.id, ErrPoolClosed), false)
+		p.resolve(j, jobError(j.id, p.abortErr), false)
 		return
 	default:
 	}
@@ -204,19 +204,27 @@ func (w *workerState) run(t task) {
 	p.resolve(j, err, panicked)
 }
 
-// runFunc runs a function from Go, recovering and logging a panic.
+// runFunc runs a function from Go, recovering and logging a panic. A
+// function that calls runtime.Goexit is accounted for by the worker's exit.
 func (p *Pool) runFunc(fn func()) {
+	normal := false
 	defer func() {
-		if r := recover(); r != nil {
-			p.stats.panicked.Add(1)
-			p.stats.failed.Add(1)
-			p.cfg.logger.Error("qpool: recovered panic", "panic", r, "stack", string(debug.Stack()))
-		} else {
+		if normal {
 			p.stats.succeeded.Add(1)
+			p.done()
+			return
 		}
+		r := recover()
+		if r == nil {
+			return // runtime.Goexit: see workerState.exit
+		}
+		p.stats.panicked.Add(1)
+		p.stats.failed.Add(1)
+		p.cfg.logger.Error("qpool: recovered panic", "panic", r, "stack", string(debug.Stack()))
 		p.done()
 	}()
 	fn()
+	normal = true
 }
 
 // attempts runs j's function until it succeeds, panics, is cancelled or has
