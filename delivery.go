@@ -78,6 +78,7 @@ func (d *delivery) prepare(e *Entanglement) {
 	if !d.live.Load() {
 		_, d.next = e.ledger.Bounds()
 		d.target = d.next
+		d.mirrorOK.Store(false) // missed changes: the mirror is stale too
 		d.live.Store(true)
 	}
 	if wantMirror && !d.mirrorOK.Load() {
