@@ -67,6 +67,8 @@ func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *F
 
 func submitCall[T any](p *Pool, c *call[T], id string, nilFn bool, opts []JobOption) *Future[T] {
 	c.id, c.r, c.pool = id, c, p
+	c.ctx.j = &c.job
+	c.resolved.Add(1)
 	c.fut = Future[T]{j: &c.job, v: &c.value}
 	for _, o := range opts {
 		if o != nil {
@@ -91,14 +93,19 @@ func (f *Future[T]) Done() <-chan struct{} { return f.j.doneChan() }
 // job alone; call Cancel to stop the job too. A nil ctx waits without limit.
 func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 	if !f.j.isDone() {
-		if ctx == nil {
-			ctx = context.Background()
+		var stop <-chan struct{}
+		if ctx != nil {
+			stop = ctx.Done()
 		}
-		select {
-		case <-f.j.doneChan():
-		case <-ctx.Done():
-			var zero T
-			return zero, context.Cause(ctx)
+		if stop == nil {
+			f.j.resolved.Wait() // nothing to select on: park without a channel
+		} else {
+			select {
+			case <-f.j.doneChan():
+			case <-stop:
+				var zero T
+				return zero, context.Cause(ctx)
+			}
 		}
 	}
 	err := f.j.result()

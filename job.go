@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // Job names a unit of work. An [Entanglement] lists the jobs that share its
@@ -44,18 +43,18 @@ type job struct {
 	r    runner
 	pool *Pool
 
-	state atomic.Int32 // one of the state constants
+	state    atomic.Int32   // one of the state constants
+	resolved sync.WaitGroup // Done once at resolution: a wait that allocates nothing
+	ctx      jobContext     // what the function gets
 
-	mu       sync.Mutex              // guards the fields below
-	err      error                   // final error, set once with state done
-	done     chan struct{}           // made by the first waiter, closed when done
-	cancel   context.CancelCauseFunc // ends the running job's context
-	canceled bool                    // Future.Cancel was called
+	mu       sync.Mutex    // guards the fields below, and ctx's
+	err      error         // final error, set once with state done
+	done     chan struct{} // made by the first Done or ctx-aware Wait
+	canceled bool          // Future.Cancel was called
 
-	// Guarded by pool.mu: dependency bookkeeping and retention.
+	// Guarded by pool.mu: dependency bookkeeping.
 	pendingDeps int
 	dependents  []*job
-	expires     time.Time
 }
 
 // closedChan is the Done channel of every job that was resolved before
@@ -103,8 +102,8 @@ func (j *job) tryResolve(err error, allowed ...int32) bool {
 		}
 	}
 	ch := j.done
-	j.cancel = nil
 	j.mu.Unlock()
+	j.resolved.Done()
 	if ch != nil {
 		close(ch)
 	}
@@ -118,4 +117,13 @@ func contains(states []int32, s int32) bool {
 		}
 	}
 	return false
+}
+
+// wasCanceled reports whether Future.Cancel was called. A worker checks it
+// after taking the job, so a job cancelled on its way to the worker never
+// runs.
+func (j *job) wasCanceled() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.canceled
 }

@@ -40,8 +40,8 @@ type Pool struct {
 	mu       sync.Mutex // guards the fields below
 	allDone  *sync.Cond // signalled when pending reaches zero; uses mu
 	jobs     map[string]*job
-	retained []*job // finished jobs kept for the result TTL, oldest first
-	waiting  int    // jobs waiting for dependencies
+	retained []retainedJob // finished jobs kept for the result TTL, oldest first
+	waiting  int           // jobs waiting for dependencies
 
 	abortErr error // why queued jobs fail; set once before aborted closes
 
@@ -91,7 +91,7 @@ func (p *Pool) Go(fn func()) error {
 		return fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc)
 	}
 	if !p.accept() {
-		return ErrPoolClosed
+		return p.closedErr()
 	}
 	if err := p.enqueue(task{fn: fn}); err != nil {
 		p.done()
@@ -111,6 +111,18 @@ func (p *Pool) accept() bool {
 		return false
 	}
 	return true
+}
+
+// closedErr is the error of a submission refused because intake stopped:
+// ErrPoolClosed, with the cause when the pool's context ended or Shutdown's
+// deadline passed.
+func (p *Pool) closedErr() error {
+	select {
+	case <-p.aborted:
+		return p.abortErr
+	default:
+		return ErrPoolClosed
+	}
 }
 
 // done marks one accepted job as finished and wakes Wait when none is left.

@@ -15,7 +15,7 @@ func (p *Pool) submit(j *job, nilFn bool) {
 		return
 	}
 	if !p.accept() {
-		p.reject(j, jobError(j.id, ErrPoolClosed))
+		p.reject(j, jobError(j.id, p.closedErr()))
 		return
 	}
 	ready, err := p.register(j)
@@ -144,8 +144,7 @@ func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	}
 	if p.jobs[j.id] == j {
 		if p.cfg.resultTTL > 0 {
-			j.expires = time.Now().Add(p.cfg.resultTTL)
-			p.retained = append(p.retained, j)
+			p.retained = append(p.retained, retainedJob{j, time.Now().Add(p.cfg.resultTTL)})
 		} else {
 			delete(p.jobs, j.id)
 		}
@@ -206,10 +205,10 @@ func (p *Pool) expireLocked() {
 	now := time.Now()
 	i := 0
 	for ; i < len(p.retained) && now.After(p.retained[i].expires); i++ {
-		if j := p.retained[i]; p.jobs[j.id] == j {
+		if j := p.retained[i].j; p.jobs[j.id] == j {
 			delete(p.jobs, j.id)
 		}
-		p.retained[i] = nil
+		p.retained[i] = retainedJob{}
 	}
 	p.retained = p.retained[i:]
 }
@@ -222,13 +221,10 @@ func (p *Pool) cancelJob(j *job) {
 		return
 	}
 	j.canceled = true
-	cancel := j.cancel
 	j.mu.Unlock()
-	if cancel != nil {
-		cancel(context.Canceled)
-		return
+	if !p.resolve(j, jobError(j.id, context.Canceled), false, stateWaiting, stateQueued) {
+		j.ctx.cancelWith(context.Canceled) // running: its function decides
 	}
-	p.resolve(j, jobError(j.id, context.Canceled), false, stateWaiting, stateQueued)
 }
 
 // abort fails every job that has not started with err and cancels the
@@ -248,13 +244,8 @@ func (p *Pool) abort(err error) {
 	}
 	p.mu.Unlock()
 	for _, j := range live {
-		j.mu.Lock()
-		cancel := j.cancel
-		j.mu.Unlock()
-		if cancel != nil {
-			cancel(err)
-		} else {
-			p.resolve(j, jobError(j.id, err), false, stateWaiting, stateQueued)
+		if !p.resolve(j, jobError(j.id, err), false, stateWaiting, stateQueued) {
+			j.ctx.cancelWith(err)
 		}
 	}
 	p.drain(err)
@@ -277,4 +268,10 @@ func (p *Pool) drain(err error) {
 			return
 		}
 	}
+}
+
+// retainedJob is a finished job kept for the result TTL.
+type retainedJob struct {
+	j       *job
+	expires time.Time
 }

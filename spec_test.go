@@ -208,6 +208,30 @@ func TestSpecSharingStateBetweenJobs(t *testing.T) {
 		require.False(t, ok)
 		require.Zero(t, pool.Stats().Panicked)
 	})
+
+	t.Run("NoWaitAsWrittenSucceedsOrReportsNoData", func(t *testing.T) {
+		// The document's code as written: either ordering may happen, and
+		// each run ends in one of exactly two documented outcomes.
+		for i := range 50 {
+			pool := qpool.NewPool(qpool.WithWorkers(2))
+			entanglement := qpool.NewEntanglement("data-pipeline", jobs, time.Hour)
+			fetch := pool.Schedule("data-fetch", specFetch(entanglement))
+			process := pool.Schedule("data-process", specProcess(entanglement))
+			_, err := fetch.Wait(ctx)
+			require.NoError(t, err)
+			v, err := process.Wait(ctx)
+			_, processed := entanglement.GetState("processed-data")
+			if err != nil {
+				require.ErrorIs(t, err, errNoData, "run %d", i)
+				require.False(t, processed, "run %d", i)
+			} else {
+				require.Equal(t, "process-complete", v, "run %d", i)
+				require.True(t, processed, "run %d", i)
+			}
+			require.NoError(t, pool.Close())
+			require.NoError(t, entanglement.Close())
+		}
+	})
 }
 
 // State Change Notifications.

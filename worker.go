@@ -31,7 +31,7 @@ func (p *Pool) enqueue(t task) error {
 		p.ensureWorker()
 		return nil
 	case <-p.closing:
-		return ErrPoolClosed
+		return p.closedErr()
 	}
 }
 
@@ -230,15 +230,11 @@ func (p *Pool) runFunc(fn func()) {
 // attempts runs j's function until it succeeds, panics, is cancelled or has
 // used its attempts, sleeping the backoff in between.
 func (p *Pool) attempts(j *job) (err error, panicked bool) {
-	ctx, cancel := context.WithCancelCause(p.baseCtx)
-	if j.cfg.entanglement != nil {
-		ctx = context.WithValue(ctx, entanglementKey{}, j.cfg.entanglement)
-	}
-	if !p.setCancel(j, cancel) {
-		cancel(context.Canceled)
+	if j.wasCanceled() {
 		return jobError(j.id, context.Canceled), false
 	}
-	defer cancel(nil)
+	ctx := &j.ctx
+	defer ctx.release()
 	for attempt := 1; ; attempt++ {
 		err, panicked = p.attempt(ctx, j)
 		if err == nil || panicked || attempt >= j.cfg.attempts || ctx.Err() != nil {
@@ -249,18 +245,6 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 			return err, false
 		}
 	}
-}
-
-// setCancel records how to cancel a job that starts running, unless the job
-// was cancelled on its way to the worker.
-func (p *Pool) setCancel(j *job, cancel context.CancelCauseFunc) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.canceled {
-		return false
-	}
-	j.cancel = cancel
-	return true
 }
 
 // attempt runs j's function once under its timeout, turning a panic into a

@@ -1,0 +1,96 @@
+package qpool
+
+import (
+	"context"
+	"time"
+)
+
+// jobContext is the context a job's function receives. It lives inside the
+// job, and builds a real cancellable context only when the function first
+// needs one (Done, Value, Deadline): most jobs never look, and running them
+// then allocates no context at all. Err and the entanglement value are
+// answered without building anything.
+//
+// Cancellation before the context is built is remembered as the cause and
+// applied when it is built, so the function still sees ctx.Err() and
+// context.Cause(ctx) as if the context had existed all along.
+type jobContext struct {
+	j *job // guards the fields below with j.mu
+
+	inner  context.Context // built on demand from the pool's base context
+	cancel context.CancelCauseFunc
+	cause  error // cancellation that came before inner was built
+}
+
+var _ context.Context = (*jobContext)(nil)
+
+// built returns the real context, building it if needed.
+func (c *jobContext) built() context.Context {
+	j := c.j
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if c.inner == nil {
+		c.inner, c.cancel = context.WithCancelCause(j.pool.baseCtx)
+		if c.cause != nil {
+			c.cancel(c.cause)
+		}
+	}
+	return c.inner
+}
+
+// Deadline implements [context.Context]. A job's own context has no
+// deadline: WithTimeout gives each attempt a child context that has one.
+func (c *jobContext) Deadline() (time.Time, bool) { return c.built().Deadline() }
+
+// Done implements [context.Context].
+func (c *jobContext) Done() <-chan struct{} { return c.built().Done() }
+
+// Err implements [context.Context] without building the context.
+func (c *jobContext) Err() error {
+	j := c.j
+	j.mu.Lock()
+	inner, cause := c.inner, c.cause
+	j.mu.Unlock()
+	switch {
+	case inner != nil:
+		return inner.Err()
+	case cause != nil:
+		return context.Canceled
+	}
+	return nil
+}
+
+// Value implements [context.Context]. The job's entanglement is found
+// without building the context.
+func (c *jobContext) Value(key any) any {
+	if _, ok := key.(entanglementKey); ok && c.j.cfg.entanglement != nil {
+		return c.j.cfg.entanglement
+	}
+	return c.built().Value(key)
+}
+
+// cancelWith ends the context with cause err.
+func (c *jobContext) cancelWith(err error) {
+	j := c.j
+	j.mu.Lock()
+	cancel := c.cancel
+	if cancel == nil && c.cause == nil {
+		c.cause = err
+	}
+	j.mu.Unlock()
+	if cancel != nil {
+		cancel(err)
+	}
+}
+
+// release cancels a built context once the job has returned, as
+// context.WithCancel's contract asks, so it frees its resources.
+func (c *jobContext) release() {
+	j := c.j
+	j.mu.Lock()
+	cancel := c.cancel
+	j.mu.Unlock()
+	if cancel != nil {
+		cancel(context.Canceled)
+	}
+}
