@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/qpool/qpool"
 )
@@ -176,4 +178,141 @@ func BenchmarkRetainedBytesPerChange(b *testing.B) {
 		_ = e.Close()
 	}
 	b.ReportMetric(perChange, "B/change")
+}
+
+// The floors below are what each operation would cost written by hand with
+// the runtime's primitives; the figures in docs/ are ratios to them,
+// measured in the same run.
+
+// chanPool is the minimal channel pool: workers reading functions from a
+// buffered channel.
+type chanPool struct {
+	tasks chan func()
+	done  chan struct{}
+}
+
+func newChanPool(workers int) *chanPool {
+	c := &chanPool{tasks: make(chan func(), 4096), done: make(chan struct{})}
+	for range workers {
+		go func() {
+			for fn := range c.tasks {
+				fn()
+			}
+			c.done <- struct{}{}
+		}()
+	}
+	return c
+}
+
+func (c *chanPool) close(workers int) {
+	close(c.tasks)
+	for range workers {
+		<-c.done
+	}
+}
+
+func BenchmarkFloorChanFutureWait(b *testing.B) {
+	workers := runtime.GOMAXPROCS(0)
+	c := newChanPool(workers)
+	defer c.close(workers)
+	b.ReportAllocs()
+	for b.Loop() {
+		fut := make(chan any, 1)
+		c.tasks <- func() { fut <- nil }
+		<-fut
+	}
+}
+
+func BenchmarkFloorChanGo(b *testing.B) {
+	workers := runtime.GOMAXPROCS(0)
+	c := newChanPool(workers)
+	fn := func() {}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.tasks <- fn
+	}
+	c.close(workers)
+}
+
+// plainStore is the entanglement floor: one mutex, a map and an
+// append-only slice.
+type plainStore struct {
+	mu      sync.Mutex
+	state   map[string]any
+	entries []plainEntry
+}
+
+type plainEntry struct {
+	seq   uint64
+	at    time.Time
+	key   string
+	value any
+}
+
+func (s *plainStore) update(key string, v any) {
+	s.mu.Lock()
+	s.state[key] = v
+	s.entries = append(s.entries, plainEntry{uint64(len(s.entries)), time.Now(), key, v})
+	s.mu.Unlock()
+}
+
+func (s *plainStore) get(key string) (any, bool) {
+	s.mu.Lock()
+	v, ok := s.state[key]
+	s.mu.Unlock()
+	return v, ok
+}
+
+func (s *plainStore) tail(since int) []plainEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]plainEntry(nil), s.entries[since:]...)
+}
+
+func BenchmarkFloorUpdate(b *testing.B) {
+	for _, size := range []int{10, 1_000, 100_000} {
+		b.Run(fmt.Sprintf("keys=%d", size), func(b *testing.B) {
+			s := &plainStore{state: map[string]any{}}
+			k := keys(size)
+			for _, key := range k {
+				s.update(key, 0)
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				s.update(k[i%size], i&0xff)
+			}
+		})
+	}
+}
+
+func BenchmarkFloorGetParallel(b *testing.B) {
+	s := &plainStore{state: map[string]any{}}
+	k := keys(1_000)
+	for _, key := range k {
+		s.update(key, 1)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := s.get(k[i%len(k)]); !ok {
+				b.Fatal("missing key")
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkFloorHistoryTail(b *testing.B) {
+	s := &plainStore{state: map[string]any{}}
+	const n = 1_000_000
+	for i := range n {
+		s.update("k", i&0xff)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if h := s.tail(n - 10); len(h) != 10 {
+			b.Fatal(len(h))
+		}
+	}
 }
