@@ -72,7 +72,11 @@ const (
 // cannot fail, so a ledger that needs opening belongs with
 // [OpenEntanglement].
 func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) *Entanglement {
-	e, _ := OpenEntanglement(context.Background(), id, jobs, ttl, opts...)
+	e := newEntanglement(id, jobs, ttl, opts)
+	if err := e.resume(context.Background()); err != nil {
+		e.lastMod.Store(time.Now().UnixNano()) // unreadable: the TTL starts now
+	}
+	e.startReaper()
 	return e
 }
 
@@ -80,8 +84,18 @@ func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...Entanglem
 // resumes the ledger's state, history and sequence, and restarts the TTL
 // from the last recorded change, so an entanglement that expired while
 // nobody had it open is expired (and its data dropped) on open. It returns
-// an error only when the ledger cannot be read.
+// an error only when the ledger cannot be read; the ledger is then left
+// open for the caller.
 func OpenEntanglement(ctx context.Context, id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) (*Entanglement, error) {
+	e := newEntanglement(id, jobs, ttl, opts)
+	if err := e.resume(ctx); err != nil {
+		return nil, fmt.Errorf("qpool: open entanglement %q: %w", id, err)
+	}
+	e.startReaper()
+	return e, nil
+}
+
+func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []EntanglementOption) *Entanglement {
 	cfg := newEntConfig(opts)
 	e := &Entanglement{
 		id:     id,
@@ -94,21 +108,26 @@ func OpenEntanglement(ctx context.Context, id string, jobs []Job, ttl time.Durat
 	if cfg.onStateChange != nil {
 		e.onStateChange.Store(&cfg.onStateChange)
 	}
+	return e
+}
+
+// resume takes the retention mark and the time of the last change from the
+// ledger; an empty ledger's TTL starts now.
+func (e *Entanglement) resume(ctx context.Context) error {
 	last := time.Now()
 	first, next := e.ledger.Bounds()
 	e.compactedTo.Store(first)
 	if next > first {
 		recent, err := e.ledger.Read(ctx, next-1, 1)
 		if err != nil {
-			return nil, fmt.Errorf("qpool: open entanglement %q: %w", id, err)
+			return err
 		}
 		if len(recent) == 1 {
 			last = recent[0].Timestamp
 		}
 	}
 	e.lastMod.Store(last.UnixNano())
-	e.startReaper()
-	return e, nil
+	return nil
 }
 
 // ID returns the entanglement's name.

@@ -12,11 +12,16 @@ func (e *Entanglement) startReaper() {
 	if e.ttl <= 0 {
 		return
 	}
+	d := e.remaining()
+	if d <= 0 {
+		e.expire() // expired while nobody had it open
+		return
+	}
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
 	e.wg.Add(1) // for the run the timer will make; see end
 	// Owner: the entanglement. Runs once per arming; Close stops it.
-	e.reaper = time.AfterFunc(e.remaining(), e.reap)
+	e.reaper = time.AfterFunc(d, e.reap)
 }
 
 // remaining returns how long until the TTL since the last change ends.
@@ -31,6 +36,11 @@ func (e *Entanglement) reap() {
 		e.rearm(d)
 		return
 	}
+	e.expire()
+}
+
+// expire ends the entanglement, drops its data and runs the OnExpire hook.
+func (e *Entanglement) expire() {
 	if !e.end(lifeExpired) {
 		return
 	}
