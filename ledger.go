@@ -81,8 +81,9 @@ type Ledger interface {
 	// channel before they read, so that no change slips between the two.
 	Changed() <-chan struct{}
 
-	// Compact forgets the history below sequence before. The state is
-	// untouched.
+	// Compact forgets the history below sequence before, and only that:
+	// afterwards Bounds' first is before, or next when before is past it.
+	// The state and the next sequence are untouched.
 	Compact(ctx context.Context, before uint64) error
 
 	// Drop deletes the state and history from the store and closes the

@@ -45,6 +45,7 @@ type MemoryLedger struct {
 	next    uint64 // sequence of the next change
 	changed chan struct{}
 	closed  bool
+	last    int64 // Unix nanoseconds of the newest change: the wall clock may step back
 }
 
 var _ Ledger = (*MemoryLedger)(nil)
@@ -68,8 +69,9 @@ func (l *MemoryLedger) Append(_ context.Context, m Mutation) (StateChange, error
 		}
 	}
 	seq := l.next
-	now := time.Now()
-	e := memEntry{key: m.Key, value: m.Value, nanos: now.UnixNano()}
+	l.last = max(time.Now().UnixNano(), l.last)
+	now := time.Unix(0, l.last)
+	e := memEntry{key: m.Key, value: m.Value, nanos: l.last}
 	if m.Delete {
 		e.value = tombstone
 		delete(l.state, m.Key)
