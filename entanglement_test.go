@@ -373,17 +373,28 @@ func TestCloseStopsReaper(t *testing.T) {
 
 func TestRetention(t *testing.T) {
 	e := newTestEntanglement(t, 0, qpool.WithRetention(100))
-	for i := range 1000 {
+	require.NoError(t, e.UpdateState("old", "kept")) // its change is compacted away below
+	for i := 1; i < 1000; i++ {
 		require.NoError(t, e.UpdateState(fmt.Sprintf("k%d", i%10), i))
 	}
 	h := e.GetStateHistory(0)
 	assert.GreaterOrEqual(t, len(h), 100)
 	assert.LessOrEqual(t, len(h), 125)
 	assert.Equal(t, uint64(999), h[len(h)-1].Sequence)
-	assert.Len(t, e.Snapshot(), 10, "the state stays whole")
+	assert.Len(t, e.Snapshot(), 11, "the state stays whole")
+	v, ok := e.GetState("old")
+	assert.True(t, ok)
+	assert.Equal(t, "kept", v)
+	for i := 1000; i < 5000; i++ { // past several blocks of history
+		require.NoError(t, e.UpdateState("k0", i))
+	}
+	v, _ = e.GetState("old")
+	assert.Equal(t, "kept", v, "a key whose change was compacted keeps its value")
+	h = e.GetStateHistory(0)
 	for i, c := range h[1:] {
 		assert.Equal(t, h[i].Sequence+1, c.Sequence)
 	}
+	assert.Equal(t, uint64(4999), h[len(h)-1].Sequence)
 	// A watch from 0 starts at the oldest retained change: a visible jump.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

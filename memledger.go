@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,33 +13,60 @@ import (
 // frees memory a block at a time.
 const chunkSize = 1024
 
-// memEntry is one change as the in-memory ledger keeps it: 40 bytes, with
-// the sequence implied by the position and a deletion marked by the
-// tombstone value.
+// memEntry is one change as the in-memory ledger keeps it: 48 bytes, with a
+// deletion marked by the tombstone value. Once written, an entry never
+// changes, so readers may hold pointers to it without a lock.
 type memEntry struct {
 	key   string
 	value any
 	nanos int64 // Timestamp as Unix nanoseconds
+	seq   uint64
 }
 
-type memValue struct {
-	value    any
-	revision uint64 // sequence+1 of the change that set value
+func (e *memEntry) change() StateChange {
+	return StateChange{
+		Sequence:  e.seq,
+		Timestamp: time.Unix(0, e.nanos),
+		Key:       e.key,
+		Value:     valueOf(e.value),
+		Deleted:   e.value == tombstone,
+	}
+}
+
+// memCell holds a key's latest change: a pointer into the history, so that
+// applying a change to the state allocates nothing and reading it takes no
+// lock.
+type memCell struct {
+	latest atomic.Pointer[memEntry]
 }
 
 // tombstone marks a deletion in a memEntry.
 var tombstone = &struct{ byte }{}
 
+func valueOf(v any) any {
+	if v == tombstone {
+		return nil
+	}
+	return v
+}
+
 // MemoryLedger is the in-memory [Ledger]: the default of every entanglement
-// and the reference implementation of the ledger semantics. Appends cost
-// the same whatever the number of keys, and history is kept in fixed-size
-// blocks so it is never copied as it grows.
+// and the reference implementation of the ledger semantics.
+//
+// Appends cost the same whatever the number of keys and allocate nothing
+// for a key that exists: the history lives in fixed-size blocks that are
+// never copied, and the state maps each key to a cell pointing at the
+// key's latest entry in the history. Reads of the state take no lock, so
+// they scale with the number of readers.
 //
 // Revisions are the sequence of the change that set the value, plus one;
 // an absent key has revision 0. Values are stored as given, not copied.
 type MemoryLedger struct {
-	mu      sync.RWMutex // guards the fields below
-	state   map[string]memValue
+	// state maps keys to cells; Get reads it without a lock. Cells
+	// change, and keys come and go, only under mu.
+	state stateMap
+
+	mu      sync.Mutex // guards the fields below, and every change to state
 	chunks  []*[chunkSize]memEntry
 	base    uint64 // sequence of chunks[0][0]
 	first   uint64 // oldest sequence still readable
@@ -51,9 +79,7 @@ type MemoryLedger struct {
 var _ Ledger = (*MemoryLedger)(nil)
 
 // NewMemoryLedger returns an empty in-memory ledger.
-func NewMemoryLedger() *MemoryLedger {
-	return &MemoryLedger{state: make(map[string]memValue)}
-}
+func NewMemoryLedger() *MemoryLedger { return &MemoryLedger{} }
 
 // Append implements [Ledger].
 func (l *MemoryLedger) Append(_ context.Context, m Mutation) (StateChange, error) {
@@ -62,40 +88,66 @@ func (l *MemoryLedger) Append(_ context.Context, m Mutation) (StateChange, error
 		l.mu.Unlock()
 		return StateChange{}, ErrClosed
 	}
+	cell := l.cell(m.Key)
 	if m.Guarded {
-		if cur := l.state[m.Key].revision; cur != m.Revision {
+		if cur := revision(cell); cur != m.Revision {
 			l.mu.Unlock()
 			return StateChange{}, fmt.Errorf("%w: key %q is at revision %d, not %d", ErrConflict, m.Key, cur, m.Revision)
 		}
 	}
-	seq := l.next
 	l.last = max(time.Now().UnixNano(), l.last)
-	now := time.Unix(0, l.last)
-	e := memEntry{key: m.Key, value: m.Value, nanos: l.last}
-	if m.Delete {
-		e.value = tombstone
-		delete(l.state, m.Key)
-	} else {
-		l.state[m.Key] = memValue{m.Value, seq + 1}
-	}
-	l.put(seq, e)
+	e := l.put(memEntry{key: m.Key, value: m.Value, nanos: l.last, seq: l.next})
 	l.next++
+	switch {
+	case m.Delete:
+		e.value = tombstone
+		if cell != nil {
+			cell.latest.Store(nil)
+		}
+	case cell == nil:
+		cell = new(memCell)
+		cell.latest.Store(e)
+		l.state.add(m.Key, cell)
+	default:
+		deleted := cell.latest.Swap(e) == nil
+		if deleted {
+			l.state.revive(m.Key, cell)
+		}
+	}
 	if l.changed != nil {
 		close(l.changed)
 		l.changed = nil
 	}
+	c := e.change()
 	l.mu.Unlock()
-	return StateChange{Sequence: seq, Timestamp: now, Key: m.Key, Value: valueOf(e.value), Deleted: m.Delete}, nil
+	return c, nil
 }
 
-// put stores the entry of sequence seq, adding a block when needed.
-func (l *MemoryLedger) put(seq uint64, e memEntry) {
-	i := seq - l.base
+// cell returns key's cell, or nil when key never had one. A deleted key
+// may keep its cell, with a nil latest entry.
+func (l *MemoryLedger) cell(key string) *memCell { return l.state.get(key) }
+
+func revision(c *memCell) uint64 {
+	if c == nil {
+		return 0
+	}
+	if e := c.latest.Load(); e != nil {
+		return e.seq + 1
+	}
+	return 0
+}
+
+// put stores e at its sequence, adding a block when needed, and returns
+// where it lives.
+func (l *MemoryLedger) put(e memEntry) *memEntry {
+	i := e.seq - l.base
 	c := int(i / chunkSize)
 	if c == len(l.chunks) {
 		l.chunks = append(l.chunks, new([chunkSize]memEntry))
 	}
-	l.chunks[c][i%chunkSize] = e
+	p := &l.chunks[c][i%chunkSize]
+	*p = e
+	return p
 }
 
 func (l *MemoryLedger) entry(seq uint64) *memEntry {
@@ -103,36 +155,32 @@ func (l *MemoryLedger) entry(seq uint64) *memEntry {
 	return &l.chunks[i/chunkSize][i%chunkSize]
 }
 
-func valueOf(v any) any {
-	if v == tombstone {
-		return nil
-	}
-	return v
-}
-
-// Get implements [Ledger].
+// Get implements [Ledger] without taking a lock.
 func (l *MemoryLedger) Get(key string) (any, uint64, bool) {
-	l.mu.RLock()
-	v, ok := l.state[key]
-	l.mu.RUnlock()
-	return v.value, v.revision, ok
+	c := l.cell(key)
+	if c == nil {
+		return nil, 0, false
+	}
+	e := c.latest.Load()
+	if e == nil {
+		return nil, 0, false
+	}
+	return e.value, e.seq + 1, true
 }
 
 // Snapshot implements [Ledger].
 func (l *MemoryLedger) Snapshot() (map[string]any, uint64) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	m := make(map[string]any, len(l.state))
-	for k, v := range l.state {
-		m[k] = v.value
-	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	m := make(map[string]any)
+	l.state.each(func(k string, e *memEntry) { m[k] = e.value })
 	return m, l.next
 }
 
 // Read implements [Ledger].
 func (l *MemoryLedger) Read(_ context.Context, since uint64, limit int) ([]StateChange, error) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.closed {
 		return nil, ErrClosed
 	}
@@ -146,23 +194,15 @@ func (l *MemoryLedger) Read(_ context.Context, since uint64, limit int) ([]State
 	}
 	out := make([]StateChange, n)
 	for i := range out {
-		seq := since + uint64(i)
-		e := l.entry(seq)
-		out[i] = StateChange{
-			Sequence:  seq,
-			Timestamp: time.Unix(0, e.nanos),
-			Key:       e.key,
-			Value:     valueOf(e.value),
-			Deleted:   e.value == tombstone,
-		}
+		out[i] = l.entry(since + uint64(i)).change()
 	}
 	return out, nil
 }
 
 // Bounds implements [Ledger].
 func (l *MemoryLedger) Bounds() (first, next uint64) {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.first, l.next
 }
 
@@ -190,11 +230,26 @@ func (l *MemoryLedger) Compact(_ context.Context, before uint64) error {
 	l.first = max(l.first, min(before, l.next))
 	drop := int((l.first - l.base) / chunkSize)
 	for i := range drop {
+		l.rehome(l.chunks[i])
 		l.chunks[i] = nil
 	}
 	l.chunks = l.chunks[drop:]
 	l.base += uint64(drop) * chunkSize
 	return nil
+}
+
+// rehome moves the entries of a block about to be freed that are still
+// some key's latest change, so that the state does not keep the block
+// alive.
+func (l *MemoryLedger) rehome(chunk *[chunkSize]memEntry) {
+	for i := range chunk {
+		e := &chunk[i]
+		c := l.cell(e.key)
+		if c != nil && c.latest.Load() == e {
+			moved := *e
+			c.latest.Store(&moved)
+		}
+	}
 }
 
 // Drop implements [Ledger]; for the in-memory ledger it is Close.
@@ -210,7 +265,7 @@ func (l *MemoryLedger) Close() error {
 		return nil
 	}
 	l.closed = true
-	l.state = nil
+	l.state.clear()
 	l.chunks = nil
 	if l.changed != nil {
 		close(l.changed)
