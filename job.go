@@ -47,10 +47,12 @@ type job struct {
 	resolved sync.WaitGroup // Done once at resolution: a wait that allocates nothing
 	ctx      jobContext     // what the function gets
 
-	mu       sync.Mutex    // guards the fields below, and ctx's
-	err      error         // final error, set once with state done
-	done     chan struct{} // made by the first Done or ctx-aware Wait
-	canceled bool          // Future.Cancel was called
+	canceled atomic.Bool // Future.Cancel was called
+	hasDone  atomic.Bool // done was made: wake must close it
+
+	mu   sync.Mutex    // guards the fields below, and ctx's
+	err  error         // final error, set once with state done
+	done chan struct{} // made by the first Done or ctx-aware Wait
 
 	// Guarded by pool.mu: dependency bookkeeping.
 	pendingDeps int
@@ -73,6 +75,7 @@ func (j *job) doneChan() <-chan struct{} {
 	}
 	if j.done == nil {
 		j.done = make(chan struct{})
+		j.hasDone.Store(true)
 	}
 	return j.done
 }
@@ -85,29 +88,36 @@ func (j *job) result() error {
 	return j.err
 }
 
-// tryResolve makes err the job's result unless it already has one. It
+// tryResolve makes err the job's result unless it already has one, and
 // reports whether it did. Only states in allowed may be left; pass nil to
-// allow any unresolved state.
+// allow any unresolved state. Waiters are not woken yet: the caller calls
+// wake once its own bookkeeping is done, so that a waiter that runs at once
+// does not wait for the resolver's goroutine to get out of its way.
 func (j *job) tryResolve(err error, allowed ...int32) bool {
 	j.mu.Lock()
+	defer j.mu.Unlock()
 	for {
 		s := j.state.Load()
 		if s == stateDone || (allowed != nil && !contains(allowed, s)) {
-			j.mu.Unlock()
 			return false
 		}
 		j.err = err
 		if j.state.CompareAndSwap(s, stateDone) {
-			break
+			return true
 		}
 	}
+}
+
+// wake releases everyone waiting for a job that tryResolve resolved.
+func (j *job) wake() {
+	j.resolved.Done()
+	if !j.hasDone.Load() {
+		return // nobody asked for a channel before the job was resolved
+	}
+	j.mu.Lock()
 	ch := j.done
 	j.mu.Unlock()
-	j.resolved.Done()
-	if ch != nil {
-		close(ch)
-	}
-	return true
+	close(ch)
 }
 
 func contains(states []int32, s int32) bool {
@@ -122,8 +132,4 @@ func contains(states []int32, s int32) bool {
 // wasCanceled reports whether Future.Cancel was called. A worker checks it
 // after taking the job, so a job cancelled on its way to the worker never
 // runs.
-func (j *job) wasCanceled() bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.canceled
-}
+func (j *job) wasCanceled() bool { return j.canceled.Load() }

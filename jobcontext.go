@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,7 +16,10 @@ import (
 // applied when it is built, so the function still sees ctx.Err() and
 // context.Cause(ctx) as if the context had existed all along.
 type jobContext struct {
-	j *job // guards the fields below with j.mu
+	j     *job
+	phase atomic.Int32 // ctxPristine, ctxCanceled or ctxBuilt; lets Err skip the lock
+
+	// Guarded by j.mu.
 
 	inner  context.Context // built on demand from the pool's base context
 	cancel context.CancelCauseFunc
@@ -23,6 +27,12 @@ type jobContext struct {
 }
 
 var _ context.Context = (*jobContext)(nil)
+
+const (
+	ctxPristine int32 = iota // not built, not cancelled
+	ctxCanceled              // cancelled before it was built: cause is set
+	ctxBuilt                 // inner exists
+)
 
 // built returns the real context, building it if needed.
 func (c *jobContext) built() context.Context {
@@ -34,6 +44,7 @@ func (c *jobContext) built() context.Context {
 		if c.cause != nil {
 			c.cancel(c.cause)
 		}
+		c.phase.Store(ctxBuilt)
 	}
 	return c.inner
 }
@@ -47,17 +58,13 @@ func (c *jobContext) Done() <-chan struct{} { return c.built().Done() }
 
 // Err implements [context.Context] without building the context.
 func (c *jobContext) Err() error {
-	j := c.j
-	j.mu.Lock()
-	inner, cause := c.inner, c.cause
-	j.mu.Unlock()
-	switch {
-	case inner != nil:
-		return inner.Err()
-	case cause != nil:
+	switch c.phase.Load() {
+	case ctxPristine:
+		return nil
+	case ctxCanceled:
 		return context.Canceled
 	}
-	return nil
+	return c.built().Err()
 }
 
 // Value implements [context.Context]. The job's entanglement is found
@@ -76,6 +83,7 @@ func (c *jobContext) cancelWith(err error) {
 	cancel := c.cancel
 	if cancel == nil && c.cause == nil {
 		c.cause = err
+		c.phase.Store(ctxCanceled)
 	}
 	j.mu.Unlock()
 	if cancel != nil {
@@ -86,6 +94,9 @@ func (c *jobContext) cancelWith(err error) {
 // release cancels a built context once the job has returned, as
 // context.WithCancel's contract asks, so it frees its resources.
 func (c *jobContext) release() {
+	if c.phase.Load() != ctxBuilt {
+		return
+	}
 	j := c.j
 	j.mu.Lock()
 	cancel := c.cancel

@@ -131,10 +131,11 @@ func (o resultTTLOption) String() string          { return fmt.Sprintf("WithResu
 
 type idleTimeoutOption time.Duration
 
-// WithIdleTimeout sets how long an idle worker waits for a job before it
-// exits (default [DefaultIdleTimeout]). Workers start again on demand, so an
-// idle pool holds no goroutines once this has passed. Zero or less makes
-// workers exit as soon as the queue is empty.
+// WithIdleTimeout sets how long the pool waits, with nothing submitted,
+// before it retires its idle workers (default [DefaultIdleTimeout]); a
+// worker exits between one and two idle timeouts after the last submission.
+// Workers start again on demand, so an idle pool holds no goroutines. Zero
+// or less makes workers exit as soon as the queue is empty.
 func WithIdleTimeout(d time.Duration) Option { return idleTimeoutOption(d) }
 
 func (o idleTimeoutOption) applyPool(c *poolConfig) { c.idleTimeout = max(time.Duration(o), 0) }

@@ -45,6 +45,8 @@ type Pool struct {
 
 	abortErr error // why queued jobs fail; set once before aborted closes
 
+	reaper idleReaper // retires idle workers
+
 	closeOnce, quitOnce, abortOnce sync.Once
 	stopWatch                      func() bool // stops the WithContext watcher
 }
@@ -194,6 +196,7 @@ func (p *Pool) stopIntake() {
 // finish ends the workers once no job is pending, and drops retained jobs.
 func (p *Pool) finish() {
 	p.quitOnce.Do(func() { close(p.quit) })
+	p.stopReaper()
 	if p.stopWatch != nil && p.stopWatch() {
 		p.wg.Done() // the watcher will never run; see contextDone
 	}

@@ -384,9 +384,9 @@ func TestIdlePoolHoldsNoGoroutines(t *testing.T) {
 		}
 		p.Wait()
 		assert.Positive(t, p.Stats().Workers)
-		time.Sleep(qpool.DefaultIdleTimeout + time.Millisecond)
+		time.Sleep(2*qpool.DefaultIdleTimeout + time.Millisecond)
 		synctest.Wait()
-		assert.Zero(t, p.Stats().Workers, "workers outlived the idle timeout")
+		assert.Zero(t, p.Stats().Workers, "workers outlived two idle timeouts")
 		// And they come back on demand.
 		v, err := wait(t, p.Schedule("again", ok))
 		require.NoError(t, err)

@@ -49,6 +49,7 @@ func validate(j *job, nilFn bool) error {
 // reject resolves a job that was never accepted.
 func (p *Pool) reject(j *job, err error) {
 	j.tryResolve(err)
+	j.wake()
 	p.stats.failed.Add(1)
 }
 
@@ -130,6 +131,7 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 		p.resolve(d, dependencyError(d.id, j.id, err), false)
 	}
 	p.done()
+	j.wake()
 	return true
 }
 
@@ -215,13 +217,10 @@ func (p *Pool) expireLocked() {
 
 // cancelJob implements Future.Cancel.
 func (p *Pool) cancelJob(j *job) {
-	j.mu.Lock()
-	if j.state.Load() == stateDone {
-		j.mu.Unlock()
+	if j.isDone() {
 		return
 	}
-	j.canceled = true
-	j.mu.Unlock()
+	j.canceled.Store(true)
 	if !p.resolve(j, jobError(j.id, context.Canceled), false, stateWaiting, stateQueued) {
 		j.ctx.cancelWith(context.Canceled) // running: its function decides
 	}

@@ -51,9 +51,10 @@ func (p *Pool) spawn(t task) bool {
 		return false
 	}
 	p.wg.Add(1)
-	// Owner: the pool. Ends when the queue stays empty for the idle
-	// timeout, when Resize shrinks the pool, or at Close; waited in Close.
+	// Owner: the pool. Ends when the idle reaper retires it, when Resize
+	// shrinks the pool, or at Close; waited in Close.
 	go p.worker(t)
+	p.armReaper()
 	return true
 }
 
@@ -90,9 +91,8 @@ func (p *Pool) worker(t task) {
 // workerState is one worker's own bookkeeping.
 type workerState struct {
 	pool    *Pool
-	current *job        // the job being run, for runtime.Goexit
-	timer   *time.Timer // the idle timer, made on first idle
-	normal  bool        // the worker returned rather than Goexit
+	current *job // the job being run, for runtime.Goexit
+	normal  bool // the worker returned rather than Goexit
 }
 
 // next returns the next task, or false when the worker should exit. A worker
@@ -104,18 +104,38 @@ func (w *workerState) next() (task, bool) {
 		if p.workers.Load() > p.maxWorkers.Load() && w.retire() {
 			return task{}, false
 		}
-		select {
-		case t := <-p.tasks:
-			return t, true
-		default:
-		}
-		if t, ok := w.waitIdle(); ok {
+		t, ok := w.receive()
+		if ok && (t.j != nil || t.fn != nil) {
 			return t, true
 		}
+		// An exit token, the idle timeout of zero, or the pool quitting.
 		p.workers.Add(-1)
 		if len(p.tasks) == 0 || !p.reserveWorker() {
 			return task{}, false
 		}
+	}
+}
+
+// receive takes the next entry of the queue, waiting while the worker is
+// idle, unless the pool has no idle timeout (then an empty queue ends the
+// worker) or is quitting.
+func (w *workerState) receive() (task, bool) {
+	p := w.pool
+	select {
+	case t := <-p.tasks:
+		return t, true
+	default:
+	}
+	if p.cfg.idleTimeout <= 0 {
+		return task{}, false
+	}
+	p.idle.Add(1)
+	defer p.idle.Add(-1)
+	select {
+	case t := <-p.tasks:
+		return t, true
+	case <-p.quit:
+		return task{}, false
 	}
 }
 
@@ -131,31 +151,6 @@ func (w *workerState) retire() bool {
 			return true
 		}
 	}
-}
-
-// waitIdle waits for a task until the idle timeout passes or the pool quits.
-func (w *workerState) waitIdle() (task, bool) {
-	p := w.pool
-	d := p.cfg.idleTimeout
-	if d <= 0 {
-		return task{}, false
-	}
-	if w.timer == nil {
-		w.timer = time.NewTimer(d)
-	} else {
-		w.timer.Reset(d)
-	}
-	p.idle.Add(1)
-	defer p.idle.Add(-1)
-	select {
-	case t := <-p.tasks:
-		w.timer.Stop()
-		return t, true
-	case <-w.timer.C:
-	case <-p.quit:
-		w.timer.Stop()
-	}
-	return task{}, false
 }
 
 // exit runs when the worker goroutine ends. A worker that ends through
