@@ -58,11 +58,15 @@ func (s *stateMap) get(key string) *memCell {
 	return c
 }
 
-// add makes c the cell of a key that has none, or whose cell was dropped
-// from the dirty map while it was deleted. The ledger's mutex must be held.
+// add makes c the cell of a key that has none. The ledger's mutex must be
+// held.
 func (s *stateMap) add(key string, c *memCell) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.addLocked(key, c)
+}
+
+func (s *stateMap) addLocked(key string, c *memCell) {
 	r := s.load()
 	if !r.amended {
 		s.dirty = make(map[string]*memCell, len(r.m)+1)
@@ -76,14 +80,23 @@ func (s *stateMap) add(key string, c *memCell) {
 	s.dirty[key] = c
 }
 
-// revive is called when a deleted key is set again through its old cell:
-// the cell must be in the dirty map too, which may have dropped it.
+// revive is called when a deleted key is set again through its old cell,
+// found in the read map: the dirty map may have dropped that cell, and a
+// promotion may since have made that dirty map the read map. The cell must
+// stay reachable in whichever map is current. The ledger's mutex must be
+// held.
 func (s *stateMap) revive(key string, c *memCell) {
 	s.mu.Lock()
-	amended := s.load().amended
-	s.mu.Unlock()
-	if amended {
-		s.add(key, c)
+	defer s.mu.Unlock()
+	r := s.load()
+	if r.amended {
+		if _, ok := s.dirty[key]; !ok {
+			s.dirty[key] = c
+		}
+		return
+	}
+	if _, ok := r.m[key]; !ok {
+		s.addLocked(key, c)
 	}
 }
 
