@@ -46,7 +46,8 @@
 // Every goroutine has an owner and an end:
 //
 //	goroutine / timer     started by                     ends when                          waited in
-//	workers               a submission with none idle    idle timeout, Resize, Close        Pool.Close
+//	workers               a submission with none idle    idle reaper, Resize, Close         Pool.Close
+//	idle reaper           a worker starting (a timer)    no worker left, or Close stops it  Pool.Close
 //	dependent hand-off    a dependency finishing while   the queue takes the job, or abort  Pool.Close
 //	                      the queue is full
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
@@ -54,7 +55,7 @@
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close
 //
-// An idle pool holds no goroutines once [WithIdleTimeout] has passed.
+// An idle pool holds no goroutines once [WithIdleTimeout] has passed twice.
 //
 // # Caveats
 //

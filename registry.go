@@ -260,6 +260,9 @@ func (p *Pool) drain(err error) {
 				p.resolve(t.j, jobError(t.j.id, err), false)
 				continue
 			}
+			if t.fn == nil {
+				continue // an idle reaper's exit token
+			}
 			p.stats.failed.Add(1)
 			p.cfg.logger.Error("qpool: dropped a queued function", "err", err)
 			p.done()
