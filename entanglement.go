@@ -54,8 +54,9 @@ type Entanglement struct {
 	reaper *time.Timer    // the TTL timer; nil without a TTL
 	wg     sync.WaitGroup // watch feeds and reaper runs
 
-	jobsMu sync.Mutex // guards jobs
+	jobsMu sync.Mutex // guards jobs and jobIDs
 	jobs   []Job
+	jobIDs map[string]struct{} // the IDs in jobs, so that AddJob is O(1)
 
 	delivery delivery
 }
@@ -103,7 +104,10 @@ func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []Entangleme
 		cfg:    cfg,
 		ledger: cfg.ledger,
 		done:   make(chan struct{}),
-		jobs:   slices.Clone(jobs),
+		jobIDs: make(map[string]struct{}, len(jobs)),
+	}
+	for _, j := range jobs {
+		e.AddJob(j)
 	}
 	if cfg.onStateChange != nil {
 		e.onStateChange.Store(&cfg.onStateChange)
@@ -268,7 +272,8 @@ func (e *Entanglement) GetStateHistory(since uint64) []StateChange {
 func (e *Entanglement) AddJob(job Job) {
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
-	if !slices.ContainsFunc(e.jobs, func(j Job) bool { return j.ID == job.ID }) {
+	if _, ok := e.jobIDs[job.ID]; !ok {
+		e.jobIDs[job.ID] = struct{}{}
 		e.jobs = append(e.jobs, job)
 	}
 }
@@ -278,9 +283,12 @@ func (e *Entanglement) AddJob(job Job) {
 func (e *Entanglement) RemoveJob(id string) bool {
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
-	n := len(e.jobs)
+	if _, ok := e.jobIDs[id]; !ok {
+		return false
+	}
+	delete(e.jobIDs, id)
 	e.jobs = slices.DeleteFunc(e.jobs, func(j Job) bool { return j.ID == id })
-	return len(e.jobs) < n
+	return true
 }
 
 // Jobs returns a copy of the related jobs, in the order they were added.

@@ -43,6 +43,8 @@ func (c *call[T]) anyFuture() *Future[any] {
 
 func (c *call[T]) anyValue() any { return c.value }
 
+func (c *call[T]) forget() { c.fn, c.plain = nil, nil }
+
 // Submit schedules fn on p under id and returns its future. fn receives a
 // context that ends when the job's timeout passes ([WithTimeout]), when the
 // future is cancelled, and when the pool shuts down; it carries the values of

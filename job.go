@@ -33,6 +33,9 @@ type runner interface {
 	anyFuture() *Future[any]
 	// anyValue returns the recorded value, for a view made by anyFuture.
 	anyValue() any
+	// forget drops the function once it has run, so that a retained
+	// result does not keep what the closure captured alive.
+	forget()
 }
 
 // job is the untyped core of a submitted function: its ID, options, state
@@ -54,9 +57,23 @@ type job struct {
 	err  error         // final error, set once with state done
 	done chan struct{} // made by the first Done or ctx-aware Wait
 
-	// Guarded by pool.mu: dependency bookkeeping.
-	pendingDeps int
-	dependents  []*job
+	deps *depState // guarded by pool.mu; nil for a job nobody waits on or for
+}
+
+// depState is a job's dependency bookkeeping, kept out of line because most
+// jobs have none.
+type depState struct {
+	pending    int    // dependencies this job still waits for
+	dependents []*job // jobs waiting for this one
+}
+
+// depState returns j's dependency bookkeeping, making it if needed. The
+// pool's mutex must be held.
+func (j *job) depState() *depState {
+	if j.deps == nil {
+		j.deps = new(depState)
+	}
+	return j.deps
 }
 
 // closedChan is the Done channel of every job that was resolved before
@@ -80,9 +97,12 @@ func (j *job) doneChan() <-chan struct{} {
 	return j.done
 }
 
-// result returns the final error. Reading it under mu orders it after the
-// write in resolve.
+// result returns the final error. Once the state is done, err is final and
+// was written before the state changed; before that, mu orders the read.
 func (j *job) result() error {
+	if j.isDone() {
+		return j.err // written before the state became done, and final
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.err

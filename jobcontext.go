@@ -19,8 +19,12 @@ type jobContext struct {
 	j     *job
 	phase atomic.Int32 // ctxPristine, ctxCanceled or ctxBuilt; lets Err skip the lock
 
-	// Guarded by j.mu.
+	lazy  *lazyContext // made when built or cancelled; guarded by j.mu
+}
 
+// lazyContext is the part of a jobContext that most jobs never need, kept
+// out of line so that a job stays small.
+type lazyContext struct {
 	inner  context.Context // built on demand from the pool's base context
 	cancel context.CancelCauseFunc
 	cause  error // cancellation that came before inner was built
@@ -39,14 +43,18 @@ func (c *jobContext) built() context.Context {
 	j := c.j
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if c.inner == nil {
-		c.inner, c.cancel = context.WithCancelCause(j.pool.baseCtx)
-		if c.cause != nil {
-			c.cancel(c.cause)
+	if c.lazy == nil {
+		c.lazy = new(lazyContext)
+	}
+	l := c.lazy
+	if l.inner == nil {
+		l.inner, l.cancel = context.WithCancelCause(j.pool.baseCtx)
+		if l.cause != nil {
+			l.cancel(l.cause)
 		}
 		c.phase.Store(ctxBuilt)
 	}
-	return c.inner
+	return l.inner
 }
 
 // Deadline implements [context.Context]. A job's own context has no
@@ -80,9 +88,13 @@ func (c *jobContext) Value(key any) any {
 func (c *jobContext) cancelWith(err error) {
 	j := c.j
 	j.mu.Lock()
-	cancel := c.cancel
-	if cancel == nil && c.cause == nil {
-		c.cause = err
+	if c.lazy == nil {
+		c.lazy = new(lazyContext)
+	}
+	l := c.lazy
+	cancel := l.cancel
+	if cancel == nil && l.cause == nil {
+		l.cause = err
 		c.phase.Store(ctxCanceled)
 	}
 	j.mu.Unlock()
@@ -99,9 +111,7 @@ func (c *jobContext) release() {
 	}
 	j := c.j
 	j.mu.Lock()
-	cancel := c.cancel
+	cancel := c.lazy.cancel
 	j.mu.Unlock()
-	if cancel != nil {
-		cancel(context.Canceled)
-	}
+	cancel(context.Canceled)
 }

@@ -74,9 +74,11 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 	}
 	p.jobs[j.id] = j
 	for _, d := range waitFor {
-		d.dependents = append(d.dependents, j)
+		ds := d.depState()
+		ds.dependents = append(ds.dependents, j)
 	}
-	if j.pendingDeps = len(waitFor); j.pendingDeps > 0 {
+	if len(waitFor) > 0 {
+		j.depState().pending = len(waitFor)
 		p.waiting++
 		return false, nil // state stays stateWaiting
 	}
@@ -140,9 +142,13 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if j.pendingDeps > 0 { // resolved while waiting
-		j.pendingDeps = 0
-		p.waiting--
+	var dependents []*job
+	if ds := j.deps; ds != nil {
+		if ds.pending > 0 { // resolved while waiting
+			ds.pending = 0
+			p.waiting--
+		}
+		dependents, ds.dependents = ds.dependents, nil
 	}
 	if p.jobs[j.id] == j {
 		if p.cfg.resultTTL > 0 {
@@ -151,19 +157,18 @@ func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 			delete(p.jobs, j.id)
 		}
 	}
-	for _, d := range j.dependents {
+	for _, d := range dependents {
 		switch {
 		case d.isDone():
 		case err != nil:
 			failed = append(failed, d)
 		default:
-			if d.pendingDeps--; d.pendingDeps == 0 {
+			if d.deps.pending--; d.deps.pending == 0 {
 				p.waiting--
 				ready = append(ready, d)
 			}
 		}
 	}
-	j.dependents = nil
 	return ready, failed
 }
 

@@ -194,6 +194,7 @@ func (w *workerState) run(t task) {
 	w.current = j
 	p.running.Add(1)
 	err, panicked := p.attempts(j)
+	j.r.forget()
 	p.running.Add(-1)
 	w.current = nil
 	p.resolve(j, err, panicked)
