@@ -19,7 +19,7 @@ type jobContext struct {
 	j     *job
 	phase atomic.Int32 // ctxPristine, ctxCanceled or ctxBuilt; lets Err skip the lock
 
-	lazy  *lazyContext // made when built or cancelled; guarded by j.mu
+	lazy *lazyContext // made when built or cancelled; guarded by j.mu
 }
 
 // lazyContext is the part of a jobContext that most jobs never need, kept
