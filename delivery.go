@@ -97,18 +97,26 @@ func (d *delivery) skip() {
 
 // deliver asks for delivery of every change up to c and, unless another
 // goroutine is delivering already, delivers them.
-func (d *delivery) deliver(e *Entanglement, c StateChange) {
+func (d *delivery) deliver(e *Entanglement, c StateChange) { d.deliverTo(e, c.Sequence+1, &c) }
+
+// deliverTo asks for delivery of every change below target; own, if not
+// nil, is the caller's own change, delivered without a read of the ledger.
+func (d *delivery) deliverTo(e *Entanglement, target uint64, own *StateChange) {
 	d.mu.Lock()
-	d.target = max(d.target, c.Sequence+1)
+	if own == nil && !d.live.Load() {
+		d.mu.Unlock()
+		return // no callback was prepared for
+	}
+	d.target = max(d.target, target)
 	if d.delivering {
 		d.mu.Unlock()
-		return // the current deliverer will reach c
+		return // the current deliverer will reach target
 	}
 	d.delivering = true
 	for d.next < d.target {
 		from, to := d.next, d.target
 		d.mu.Unlock()
-		next := d.drain(e, c, from, to)
+		next := d.drain(e, own, from, to)
 		d.mu.Lock()
 		d.next = next
 	}
@@ -119,9 +127,9 @@ func (d *delivery) deliver(e *Entanglement, c StateChange) {
 // drain delivers the changes from..to-1 and returns the sequence after the
 // last one handled. The common case, an updater delivering its own change,
 // needs no read of the ledger.
-func (d *delivery) drain(e *Entanglement, own StateChange, from, to uint64) uint64 {
-	if from == own.Sequence && to == from+1 {
-		d.emit(e, own)
+func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uint64 {
+	if own != nil && from == own.Sequence && to == from+1 {
+		d.emit(e, *own)
 		return to
 	}
 	changes, err := e.ledger.Read(context.Background(), from, int(to-from))

@@ -77,7 +77,7 @@ func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...Entanglem
 	if err := e.resume(context.Background()); err != nil {
 		e.lastMod.Store(time.Now().UnixNano()) // unreadable: the TTL starts now
 	}
-	e.startReaper()
+	e.start()
 	return e
 }
 
@@ -92,8 +92,20 @@ func OpenEntanglement(ctx context.Context, id string, jobs []Job, ttl time.Durat
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("qpool: open entanglement %q: %w", id, err)
 	}
-	e.startReaper()
+	e.start()
 	return e, nil
+}
+
+// start arms the reaper and, on a shared ledger, the follower. Callbacks
+// given as options get every change from here on, remote ones included.
+func (e *Entanglement) start() {
+	if e.hooked() {
+		e.delivery.prepare(e)
+	}
+	e.startReaper()
+	if e.shared() {
+		e.goOwned(e.follow)
+	}
 }
 
 func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []EntanglementOption) *Entanglement {

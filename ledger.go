@@ -94,3 +94,15 @@ type Ledger interface {
 	// data for a later open; the in-memory ledger releases it.
 	Close() error
 }
+
+// SharedLedger is implemented by ledgers that other processes append to as
+// well (natsledger): changes then appear that no local update made. An
+// entanglement on a ledger whose Shared reports true runs a follower
+// goroutine that delivers those changes to its callbacks, in sequence
+// order, along with its own; and its reaper counts the TTL from the last
+// change any process made.
+type SharedLedger interface {
+	Ledger
+	// Shared reports whether other processes may append to the ledger.
+	Shared() bool
+}

@@ -32,6 +32,9 @@ func (e *Entanglement) remaining() time.Duration {
 // reap runs when the TTL timer fires.
 func (e *Entanglement) reap() {
 	defer e.wg.Done()
+	if e.shared() {
+		e.refreshLastMod()
+	}
 	if d := e.remaining(); d > 0 {
 		e.rearm(d)
 		return
@@ -57,5 +60,22 @@ func (e *Entanglement) rearm(d time.Duration) {
 	if e.life.Load() == lifeOpen {
 		e.wg.Add(1)
 		e.reaper.Reset(d)
+	}
+}
+
+// refreshLastMod advances lastMod to the time of the ledger's last change,
+// which a shared ledger may have received from another process, so that
+// every process counts the TTL from the same last change.
+func (e *Entanglement) refreshLastMod() {
+	_, next := e.ledger.Bounds()
+	if next == 0 {
+		return
+	}
+	last, err := e.ledger.Read(context.Background(), next-1, 1)
+	if err != nil || len(last) != 1 {
+		return
+	}
+	if t := last[0].Timestamp.UnixNano(); t > e.lastMod.Load() {
+		e.lastMod.Store(t)
 	}
 }
