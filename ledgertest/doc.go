@@ -30,26 +30,38 @@
 // it. The suite probes each ledger from the factory for the optional
 // [Reopener] interface and runs ReopenKeepsHistory and ReopenAfterDrop
 // only when it is present (Run skips them otherwise). A backend's test
-// provides it with a wrapper that remembers where the store is; for a
-// ledger opened from a file, with boltledger.Open standing for the
-// backend's constructor:
+// provides it with a wrapper that remembers where the store is. The bbolt
+// ledger's test (boltledger/conformance_test.go) does it this way: a
+// ledger that owns its file, closes it on Close, and opens it again on
+// Reopen, as a restarted process would:
 //
-//	type reopenable struct {
+//	type owned struct {
 //		*boltledger.Ledger
+//		db   *boltledger.DB
 //		path string
 //	}
 //
-//	func (r reopenable) Reopen() (qpool.Ledger, error) {
-//		l, err := boltledger.Open(r.path)
-//		return reopenable{l, r.path}, err
+//	func (o owned) Close() error { return errors.Join(o.Ledger.Close(), o.db.Close()) }
+//
+//	func (o owned) Reopen() (qpool.Ledger, error) { return openOwned(o.path) }
+//
+//	func openOwned(path string) (qpool.Ledger, error) {
+//		db, err := boltledger.Open(path)
+//		if err != nil {
+//			return nil, err
+//		}
+//		l, err := db.Ledger("conformance")
+//		if err != nil {
+//			return nil, errors.Join(err, db.Close())
+//		}
+//		return owned{l, db, path}, nil
 //	}
 //
 //	func TestConformance(t *testing.T) {
 //		ledgertest.Run(t, func(t *testing.T) qpool.Ledger {
-//			path := filepath.Join(t.TempDir(), "ledger.db")
-//			l, err := boltledger.Open(path)
+//			l, err := openOwned(filepath.Join(t.TempDir(), "ledger.db"))
 //			require.NoError(t, err)
-//			return reopenable{l, path}
+//			return l
 //		})
 //	}
 //

@@ -1,0 +1,5 @@
+package bench
+
+import "runtime"
+
+func yield() { runtime.Gosched() }

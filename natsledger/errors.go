@@ -1,0 +1,18 @@
+package natsledger
+
+import "errors"
+
+// Sentinel errors. Errors from this package also wrap the qpool sentinels
+// the ledger seam names (qpool.ErrClosed, qpool.ErrConflict).
+var (
+	// ErrUnavailable is returned when JetStream did not answer within the
+	// ledger's timeout: the server is down, restarting or unreachable, or
+	// the stream is gone. The error also wraps the last error seen, and
+	// context.DeadlineExceeded when the time ran out. The change may still
+	// have been stored if only its acknowledgement was lost.
+	ErrUnavailable = errors.New("natsledger: jetstream unavailable")
+
+	// ErrInvalidConfig is returned by Open for a nil connection or a
+	// stream that exists with subjects the ledger cannot use.
+	ErrInvalidConfig = errors.New("natsledger: invalid configuration")
+)
