@@ -54,6 +54,7 @@
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close
+//	follower              opening on a SharedLedger      Close, expiry                      Entanglement.Close
 //
 // An idle pool holds no goroutines once [WithIdleTimeout] has passed twice.
 //
