@@ -47,15 +47,15 @@ type job struct {
 	pool *Pool
 
 	state    atomic.Int32   // one of the state constants
+	canceled atomic.Bool    // Future.Cancel was called
 	resolved sync.WaitGroup // Done once at resolution: a wait that allocates nothing
 	ctx      jobContext     // what the function gets
 
-	canceled atomic.Bool // Future.Cancel was called
-	hasDone  atomic.Bool // done was made: wake must close it
-
-	mu   sync.Mutex    // guards the fields below, and ctx's
-	err  error         // final error, set once with state done
-	done chan struct{} // made by the first Done or ctx-aware Wait
+	hasDone       atomic.Bool   // done was made: wake must close it
+	hasDependents atomic.Bool   // a job may depend on this one: release takes pool.mu
+	mu            sync.Mutex    // guards err, done and ctx's lazy part
+	err           error         // final error, set once with state done
+	done          chan struct{} // made by the first Done or ctx-aware Wait
 
 	deps *depState // guarded by pool.mu; nil for a job nobody waits on or for
 }

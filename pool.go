@@ -37,11 +37,11 @@ type Pool struct {
 
 	wg sync.WaitGroup // workers, dependent hand-offs and the context watcher
 
-	mu       sync.Mutex // guards the fields below
-	allDone  *sync.Cond // signalled when pending reaches zero; uses mu
-	jobs     map[string]*job
-	retained []retainedJob // finished jobs kept for the result TTL, oldest first
-	waiting  int           // jobs waiting for dependencies
+	ids     idRegistry   // jobs by ID
+	waiting atomic.Int64 // jobs waiting for dependencies
+
+	mu      sync.Mutex // guards dependency links (job.deps); allDone's lock
+	allDone *sync.Cond // signalled when pending reaches zero
 
 	abortErr error // why queued jobs fail; set once before aborted closes
 
@@ -69,8 +69,8 @@ func NewPool(opts ...Option) *Pool {
 		closing: make(chan struct{}),
 		aborted: make(chan struct{}),
 		quit:    make(chan struct{}),
-		jobs:    make(map[string]*job),
 	}
+	p.ids.init(cfg.resultTTL)
 	p.allDone = sync.NewCond(&p.mu)
 	p.maxWorkers.Store(int64(cfg.workers))
 	if cfg.ctx.Done() != nil {
@@ -201,10 +201,7 @@ func (p *Pool) finish() {
 		p.wg.Done() // the watcher will never run; see contextDone
 	}
 	p.wg.Wait()
-	p.mu.Lock()
-	clear(p.jobs)
-	p.retained = nil
-	p.mu.Unlock()
+	p.ids.clear()
 }
 
 // contextDone runs when the pool's context ends.
@@ -230,10 +227,7 @@ func (p *Pool) Resize(n int) {
 // Result returns the future of the job with this ID while it is waiting,
 // queued or running, and for the result TTL after it ends ([WithResultTTL]).
 func (p *Pool) Result(id string) (*Future[any], bool) {
-	p.mu.Lock()
-	p.expireLocked()
-	j := p.jobs[id]
-	p.mu.Unlock()
+	j := p.ids.get(id)
 	if j == nil {
 		return nil, false
 	}

@@ -3,7 +3,6 @@ package qpool
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // submit validates, registers and queues a job built by Submit or Schedule.
@@ -56,12 +55,18 @@ func (p *Pool) reject(j *job, err error) {
 // register records j under its ID and links it to its dependencies. It
 // reports whether j can be queued now, or an error if it cannot be accepted.
 func (p *Pool) register(j *job) (ready bool, err error) {
+	if len(j.cfg.deps) == 0 {
+		if !p.ids.add(j) {
+			return false, jobError(j.id, ErrDuplicateJob)
+		}
+		j.state.Store(stateQueued)
+		return true, nil
+	}
+	// Dependencies are linked under p.mu, which every release of a job
+	// with dependents takes too, so a dependency cannot finish unseen
+	// between the check and the link.
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.expireLocked()
-	if old := p.jobs[j.id]; old != nil && !old.isDone() {
-		return false, jobError(j.id, ErrDuplicateJob)
-	}
 	var waitFor []*job
 	for _, id := range j.cfg.deps {
 		d, err := p.dependency(j, id)
@@ -72,14 +77,16 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 			waitFor = append(waitFor, d)
 		}
 	}
-	p.jobs[j.id] = j
+	if !p.ids.add(j) {
+		return false, jobError(j.id, ErrDuplicateJob)
+	}
 	for _, d := range waitFor {
 		ds := d.depState()
 		ds.dependents = append(ds.dependents, j)
 	}
 	if len(waitFor) > 0 {
 		j.depState().pending = len(waitFor)
-		p.waiting++
+		p.waiting.Add(1)
 		return false, nil // state stays stateWaiting
 	}
 	j.state.Store(stateQueued)
@@ -87,15 +94,21 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 }
 
 // dependency looks up the job j depends on by id. It returns nil when that
-// job has already succeeded, and an error when j cannot wait for it.
+// job has already succeeded, and an error when j cannot wait for it. p.mu
+// must be held.
 func (p *Pool) dependency(j *job, id string) (*job, error) {
 	if id == j.id {
 		return nil, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
 	}
-	d := p.jobs[id]
+	d := p.ids.get(id)
 	if d == nil {
 		return nil, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
 	}
+	// Announce the dependent before looking at d's state; d's release
+	// looks at its state before the announcement. One of the two sees
+	// the other (both are sequentially consistent atomics), so either
+	// this call finds d done, or d's release takes p.mu and finds j.
+	d.hasDependents.Store(true)
 	if !d.isDone() {
 		return d, nil
 	}
@@ -140,35 +153,33 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 // release unregisters or retains a resolved job and returns its dependents
 // that may now run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
+	p.ids.finished(j)
+	if len(j.cfg.deps) == 0 && !j.hasDependents.Load() {
+		return nil, nil // the common case: no dependency bookkeeping
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var dependents []*job
-	if ds := j.deps; ds != nil {
-		if ds.pending > 0 { // resolved while waiting
-			ds.pending = 0
-			p.waiting--
-		}
-		dependents, ds.dependents = ds.dependents, nil
+	ds := j.deps
+	if ds == nil {
+		return nil, nil
 	}
-	if p.jobs[j.id] == j {
-		if p.cfg.resultTTL > 0 {
-			p.retained = append(p.retained, retainedJob{j, time.Now().Add(p.cfg.resultTTL)})
-		} else {
-			delete(p.jobs, j.id)
-		}
+	if ds.pending > 0 { // resolved while waiting
+		ds.pending = 0
+		p.waiting.Add(-1)
 	}
-	for _, d := range dependents {
+	for _, d := range ds.dependents {
 		switch {
 		case d.isDone():
 		case err != nil:
 			failed = append(failed, d)
 		default:
 			if d.deps.pending--; d.deps.pending == 0 {
-				p.waiting--
+				p.waiting.Add(-1)
 				ready = append(ready, d)
 			}
 		}
 	}
+	ds.dependents = nil
 	return ready, failed
 }
 
@@ -204,22 +215,6 @@ func (p *Pool) handOff(j *job) {
 	}()
 }
 
-// expireLocked drops retained jobs whose result TTL has passed.
-func (p *Pool) expireLocked() {
-	if len(p.retained) == 0 {
-		return
-	}
-	now := time.Now()
-	i := 0
-	for ; i < len(p.retained) && now.After(p.retained[i].expires); i++ {
-		if j := p.retained[i].j; p.jobs[j.id] == j {
-			delete(p.jobs, j.id)
-		}
-		p.retained[i] = retainedJob{}
-	}
-	p.retained = p.retained[i:]
-}
-
 // cancelJob implements Future.Cancel.
 func (p *Pool) cancelJob(j *job) {
 	if j.isDone() {
@@ -239,15 +234,7 @@ func (p *Pool) abort(err error) {
 		close(p.aborted)
 	})
 	err = p.abortErr
-	p.mu.Lock()
-	var live []*job
-	for _, j := range p.jobs {
-		if !j.isDone() {
-			live = append(live, j)
-		}
-	}
-	p.mu.Unlock()
-	for _, j := range live {
+	for _, j := range p.ids.unresolved() {
 		if !p.resolve(j, jobError(j.id, err), false, stateWaiting, stateQueued) {
 			j.ctx.cancelWith(err)
 		}
@@ -275,10 +262,4 @@ func (p *Pool) drain(err error) {
 			return
 		}
 	}
-}
-
-// retainedJob is a finished job kept for the result TTL.
-type retainedJob struct {
-	j       *job
-	expires time.Time
 }

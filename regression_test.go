@@ -166,3 +166,33 @@ func TestConcurrentCloseAndShutdown(t *testing.T) {
 	assert.Equal(t, int32(4), nilErrs.Load())
 	assert.Equal(t, uint64(100), p.Stats().Succeeded)
 }
+
+// A dependency finishing while its dependent registers must neither be
+// missed (the dependent would wait forever) nor counted twice.
+func TestDependencyFinishingDuringRegistration(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(4))
+	boom := errors.New("boom")
+	const n = 2000
+	var futs []*qpool.Future[any]
+	for i := range n {
+		dep := jobID(i)
+		fail := i%3 == 0
+		p.Schedule(dep, func() (any, error) {
+			if fail {
+				return nil, boom
+			}
+			return nil, nil
+		})
+		futs = append(futs, p.Schedule(dep+"-after", ok, qpool.WithDependencies(dep)))
+	}
+	for i, f := range futs {
+		_, err := wait(t, f)
+		if i%3 == 0 {
+			assert.ErrorIs(t, err, qpool.ErrDependencyFailed)
+		} else {
+			assert.NoError(t, err)
+		}
+	}
+	p.Wait()
+	assert.Zero(t, p.Stats().Waiting)
+}

@@ -27,15 +27,12 @@ type counters struct {
 // Stats returns the pool's counters. The fields are read one by one, so a
 // snapshot taken while jobs run need not add up exactly.
 func (p *Pool) Stats() Stats {
-	p.mu.Lock()
-	waiting := p.waiting
-	p.mu.Unlock()
 	return Stats{
 		Workers:    int(p.workers.Load()),
 		MaxWorkers: int(p.maxWorkers.Load()),
 		Running:    int(p.running.Load()),
 		Queued:     len(p.tasks),
-		Waiting:    waiting,
+		Waiting:    int(p.waiting.Load()),
 		Submitted:  p.stats.submitted.Load(),
 		Succeeded:  p.stats.succeeded.Load(),
 		Failed:     p.stats.failed.Load(),
