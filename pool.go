@@ -95,11 +95,12 @@ func (p *Pool) Go(fn func()) error {
 	if !p.accept() {
 		return p.closedErr()
 	}
+	p.stats.submitted.Add(1) // before a worker can count its outcome
 	if err := p.enqueue(task{fn: fn}); err != nil {
+		p.stats.submitted.Add(^uint64(0)) // not accepted after all
 		p.done()
 		return err
 	}
-	p.stats.submitted.Add(1)
 	return nil
 }
 
@@ -147,8 +148,10 @@ func (p *Pool) Wait() {
 }
 
 // Close stops intake, waits until every accepted job has finished, and ends
-// every goroutine the pool started. Submissions after Close, and submitters
-// blocked on a full queue when it starts, fail with [ErrPoolClosed]. Close is
+// every goroutine the pool started. Submissions after Close fail with
+// [ErrPoolClosed]; so do submitters blocked on a full queue when it starts,
+// unless room frees up for their job at the same moment, in which case the
+// job is accepted and runs like any other. Close is
 // idempotent and always returns nil; it blocks for as long as the accepted
 // jobs run. See [Pool.Shutdown] for a bounded wait.
 func (p *Pool) Close() error {

@@ -242,6 +242,13 @@ func (p *Pool) abort(err error) {
 	p.drain(err)
 }
 
+// dropFunc fails a function from Go that abort kept from running.
+func (p *Pool) dropFunc(err error) {
+	p.stats.failed.Add(1)
+	p.cfg.logger.Error("qpool: dropped a queued function", "err", err)
+	p.done()
+}
+
 // drain empties the queue after abort. Jobs in it were failed by abort;
 // functions from Go are dropped, counted as failed and logged.
 func (p *Pool) drain(err error) {
@@ -252,12 +259,9 @@ func (p *Pool) drain(err error) {
 				p.resolve(t.j, jobError(t.j.id, err), false)
 				continue
 			}
-			if t.fn == nil {
-				continue // an idle reaper's exit token
+			if t.fn != nil { // not an idle reaper's exit token
+				p.dropFunc(err)
 			}
-			p.stats.failed.Add(1)
-			p.cfg.logger.Error("qpool: dropped a queued function", "err", err)
-			p.done()
 		default:
 			return
 		}

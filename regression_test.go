@@ -196,3 +196,18 @@ func TestDependencyFinishingDuringRegistration(t *testing.T) {
 	p.Wait()
 	assert.Zero(t, p.Stats().Waiting)
 }
+
+// Go counts a function as submitted before a worker can count its outcome,
+// so the stats add up as soon as Wait returns (found in review).
+func TestGoStatsAddUpAfterWait(t *testing.T) {
+	for i := range 500 {
+		p := qpool.NewPool(qpool.WithWorkers(2))
+		ran := make(chan struct{})
+		go func() { _ = p.Go(func() { close(ran) }) }()
+		<-ran
+		p.Wait()
+		s := p.Stats()
+		require.Equal(t, s.Submitted, s.Succeeded+s.Failed, "iteration %d: %+v", i, s)
+		require.NoError(t, p.Close())
+	}
+}

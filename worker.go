@@ -26,6 +26,9 @@ func (p *Pool) enqueue(t task) error {
 	if p.cfg.nonBlocking {
 		return ErrQueueFull
 	}
+	if p.closed.Load() {
+		return p.closedErr() // Close began: do not wait for room
+	}
 	select {
 	case p.tasks <- t:
 		p.ensureWorker()
@@ -178,7 +181,12 @@ func (w *workerState) exit() {
 func (w *workerState) run(t task) {
 	p := w.pool
 	if t.j == nil {
-		p.runFunc(t.fn)
+		select {
+		case <-p.aborted:
+			p.dropFunc(p.abortErr) // its send raced with the drain
+		default:
+			p.runFunc(t.fn)
+		}
 		return
 	}
 	j := t.j
