@@ -86,39 +86,6 @@ func TestForeignAndCorruptFiles(t *testing.T) {
 	}
 }
 
-// TestDamagedPages writes a real ledger file, overwrites a random stretch
-// of it past the meta pages, and reads everything back. A damaged file may
-// still read (the damage fell on free space), but every error must wrap
-// ErrCorrupt, and nothing may panic or crash: bbolt's own panics and
-// faults are turned into ErrCorrupt.
-func TestDamagedPages(t *testing.T) {
-	dir := t.TempDir()
-	good := filepath.Join(dir, "good.db")
-	db, err := boltledger.Open(good)
-	require.NoError(t, err)
-	l, err := db.Ledger("d")
-	require.NoError(t, err)
-	for i := range 200 {
-		_, err := l.Append(t.Context(), qpool.Mutation{Key: fmt.Sprintf("k%d", i%20), Value: map[string]any{"i": float64(i)}})
-		require.NoError(t, err)
-	}
-	require.NoError(t, db.Close())
-	orig, err := os.ReadFile(good)
-	require.NoError(t, err)
-	var failures int
-	for i := range 40 {
-		data := append([]byte(nil), orig...)
-		off := 2*4096 + rand.IntN(len(data)-2*4096-64)
-		copy(data[off:], randomBytes(1+rand.IntN(64)))
-		path := writeFile(t, dir, fmt.Sprintf("damaged-%d", i), data)
-		if err := readEverything(t, path); err != nil {
-			failures++
-			require.True(t, errors.Is(err, boltledger.ErrCorrupt) || errors.Is(err, boltledger.ErrForeign), "%v", err)
-		}
-	}
-	t.Logf("%d of 40 damaged files reported corruption", failures)
-}
-
 // readEverything opens path and reads every ledger in it, returning the
 // first error.
 func readEverything(t *testing.T, path string) error {
