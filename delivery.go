@@ -38,18 +38,42 @@ type delivery struct {
 // hooked reports whether any callback is set, so that the hot path of an
 // entanglement without callbacks skips delivery entirely.
 func (e *Entanglement) hooked() bool {
-	return e.OnStateChange != nil || e.onStateChange.Load() != nil || e.cfg.onChange != nil
+	return e.cfg.onChange != nil || e.stateCallback() != nil
 }
 
 // stateCallback returns the OnStateChange callback in force.
 func (e *Entanglement) stateCallback() func(oldState, newState map[string]any) {
-	if f := e.OnStateChange; f != nil {
+	if f := e.stateField(); f != nil {
 		return f
 	}
 	if f := e.onStateChange.Load(); f != nil {
 		return *f
 	}
 	return nil
+}
+
+// stateField returns the OnStateChange field. On a shared ledger the
+// follower delivers too, and it must not read a field that the user may
+// assign between updates, so there every reader uses the copy that
+// updates keep.
+func (e *Entanglement) stateField() func(oldState, newState map[string]any) {
+	if !e.shared {
+		return e.OnStateChange
+	}
+	if f := e.field.Load(); f != nil {
+		return *f
+	}
+	return nil
+}
+
+// keepField copies the OnStateChange field for stateField; updates on a
+// shared ledger call it, on the goroutine the field belongs to.
+func (e *Entanglement) keepField() {
+	if f := e.OnStateChange; f != nil {
+		e.field.Store(&f)
+	} else if e.field.Load() != nil {
+		e.field.Store(nil)
+	}
 }
 
 // SetOnStateChange sets the OnStateChange callback in a way that is safe
@@ -116,12 +140,34 @@ func (d *delivery) deliverTo(e *Entanglement, target uint64, own *StateChange) {
 	for d.next < d.target {
 		from, to := d.next, d.target
 		d.mu.Unlock()
+		d.mirrorFor(e)
 		next := d.drain(e, own, from, to)
 		d.mu.Lock()
 		d.next = next
 	}
 	d.delivering = false
 	d.mu.Unlock()
+}
+
+// mirrorFor takes the mirror that OnStateChange needs, if it has none. The
+// deliverer owns the mirror, so while one runs prepare leaves this to it:
+// under continuous contention prepare would never get the chance.
+func (d *delivery) mirrorFor(e *Entanglement) {
+	if !d.mirrorOK.Load() && e.stateCallback() != nil {
+		d.mirror, d.mirrorSeq = e.ledger.Snapshot()
+		d.mirrorOK.Store(true)
+	}
+}
+
+// undelivered returns the lower of before and the first change the
+// callbacks have yet to get, so that retention never compacts it away.
+func (d *delivery) undelivered(before uint64) uint64 {
+	if !d.live.Load() {
+		return before // no callbacks: nothing is owed
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return min(before, d.next)
 }
 
 // drain delivers the changes from..to-1 and returns the sequence after the
@@ -137,6 +183,9 @@ func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uin
 		return to // closed or compacted away: nothing left to deliver
 	}
 	for _, c := range changes {
+		if e.life.Load() != lifeOpen {
+			return to // Close or expiry: a batch read before it ends here
+		}
 		d.emit(e, c)
 	}
 	return changes[len(changes)-1].Sequence + 1

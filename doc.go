@@ -53,8 +53,11 @@
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
-//	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close
-//	follower              opening on a SharedLedger      Close, expiry                      Entanglement.Close
+//	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close*
+//	follower              opening on a SharedLedger      Close, expiry                      Entanglement.Close*
+//
+// (*) except while it runs a callback (OnExpire; a remote change's
+// callbacks), which may itself call Close: it ends when that returns.
 //
 // An idle pool holds no goroutines once [WithIdleTimeout] has passed twice.
 //

@@ -35,7 +35,9 @@ type Entanglement struct {
 	// Assign the field only while no update runs (before the first, as the
 	// reference document does, or between updates); use
 	// [Entanglement.SetOnStateChange] to change it while updates run. When
-	// both are set, the field wins.
+	// both are set, the field wins. On a shared ledger (see [SharedLedger])
+	// the field takes effect at the next local update; SetOnStateChange
+	// takes effect at once, for other processes' changes too.
 	OnStateChange func(oldState, newState map[string]any)
 
 	id     string
@@ -48,7 +50,10 @@ type Entanglement struct {
 	lastMod atomic.Int64  // Unix nanoseconds of the last change, for the reaper
 
 	onStateChange atomic.Pointer[func(oldState, newState map[string]any)]
-	compactedTo   atomic.Uint64 // retention: history below this is gone
+	// field is the OnStateChange field as the last update saw it, kept on
+	// a shared ledger for the follower, which must not read the field.
+	field       atomic.Pointer[func(oldState, newState map[string]any)]
+	compactedTo atomic.Uint64 // retention: history below this is gone
 
 	lifeMu sync.Mutex     // guards reaper, wg.Add and the move out of lifeOpen
 	reaper *time.Timer    // the TTL timer; nil without a TTL
@@ -59,6 +64,10 @@ type Entanglement struct {
 	jobIDs map[string]struct{} // the IDs in jobs, so that AddJob is O(1)
 
 	delivery delivery
+
+	shared     bool          // other processes append to the ledger
+	followDone chan struct{} // closed when the follower ends; nil without one
+	following  atomic.Bool   // the follower is delivering changes
 }
 
 const (
@@ -103,8 +112,11 @@ func (e *Entanglement) start() {
 		e.delivery.prepare(e)
 	}
 	e.startReaper()
-	if e.shared() {
-		e.goOwned(e.follow)
+	if e.shared && e.usable() == nil {
+		e.followDone = make(chan struct{})
+		// Owner: the entanglement; see follow. Nothing can end the
+		// entanglement yet, so this needs no lifeMu.
+		go e.follow()
 	}
 }
 
@@ -115,6 +127,7 @@ func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []Entangleme
 		ttl:    ttl,
 		cfg:    cfg,
 		ledger: cfg.ledger,
+		shared: isShared(cfg.ledger),
 		done:   make(chan struct{}),
 		jobIDs: make(map[string]struct{}, len(jobs)),
 	}
@@ -216,6 +229,9 @@ func (e *Entanglement) apply(m Mutation) error {
 	if e.cfg.copy != nil && !m.Delete {
 		m.Value = e.cfg.copy(m.Value)
 	}
+	if e.shared {
+		e.keepField()
+	}
 	hooked := e.hooked()
 	if hooked {
 		e.delivery.prepare(e)
@@ -240,15 +256,24 @@ func (e *Entanglement) apply(m Mutation) error {
 }
 
 // retain compacts the history when it exceeds the retention limit by a
-// quarter, so the cost is amortised over many updates.
+// quarter, so the cost is amortised over many updates. It keeps the
+// changes the callbacks have yet to get, however many.
 func (e *Entanglement) retain(next uint64) {
 	n := uint64(e.cfg.retention)
 	if n == 0 || next-e.compactedTo.Load() <= n+n/4 {
 		return
 	}
-	before := next - n
-	if err := e.ledger.Compact(context.Background(), before); err == nil {
-		e.compactedTo.Store(before)
+	before := e.delivery.undelivered(next - n)
+	if before <= e.compactedTo.Load() {
+		return
+	}
+	if err := e.ledger.Compact(context.Background(), before); err != nil {
+		return
+	}
+	for cur := e.compactedTo.Load(); before > cur; cur = e.compactedTo.Load() {
+		if e.compactedTo.CompareAndSwap(cur, before) {
+			return // the mark only moves up, whatever the order of updaters
+		}
 	}
 }
 
@@ -317,12 +342,19 @@ func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
 // data), ends every watch and await, stops the reaper, and waits for the
 // goroutines the entanglement started. Later updates fail with [ErrClosed].
 // Close is idempotent; it returns the ledger's Close error.
+//
+// Callbacks may call Close. So that it never waits for itself, Close does
+// not wait for an OnExpire hook in progress, nor for a callback that the
+// follower of a shared ledger is running, which then ends without running
+// another. Callbacks run on updaters' goroutines, so Close does not wait
+// for those either.
 func (e *Entanglement) Close() error {
 	var err error
 	if e.end(lifeClosed) {
 		err = e.ledger.Close()
 	}
 	e.wg.Wait()
+	e.waitFollower()
 	return err
 }
 

@@ -248,7 +248,8 @@ type retentionOption int
 // WithRetention keeps at least the last n changes of the history, and at
 // most a quarter more, for long-running entanglements; the current state
 // always stays whole. n ≤ 0 keeps everything (the default). Reads of
-// older sequences start at the oldest retained change.
+// older sequences start at the oldest retained change. Changes that the
+// callbacks have yet to get are kept, however many, until delivered.
 func WithRetention(n int) EntanglementOption { return retentionOption(n) }
 
 func (o retentionOption) applyEntanglement(c *entConfig) { c.retention = max(int(o), 0) }
@@ -258,7 +259,8 @@ type onExpireOption func(id string)
 
 // WithOnExpire sets a function the reaper calls, with the entanglement's ID,
 // after the TTL ran out and the state was released. A panic in it is
-// recovered and logged.
+// recovered and logged. It may call Close, which then does not wait for
+// it.
 func WithOnExpire(fn func(id string)) EntanglementOption { return onExpireOption(fn) }
 
 func (o onExpireOption) applyEntanglement(c *entConfig) { c.onExpire = o }

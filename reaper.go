@@ -14,7 +14,7 @@ func (e *Entanglement) startReaper() {
 	}
 	d := e.remaining()
 	if d <= 0 {
-		e.expire() // expired while nobody had it open
+		e.expire(func() {}) // expired while nobody had it open
 		return
 	}
 	e.lifeMu.Lock()
@@ -29,25 +29,29 @@ func (e *Entanglement) remaining() time.Duration {
 	return time.Until(time.Unix(0, e.lastMod.Load()).Add(e.ttl))
 }
 
-// reap runs when the TTL timer fires.
+// reap runs when the TTL timer fires. Close waits for it, except for the
+// OnExpire hook: the hook may call Close, which must not wait for itself.
 func (e *Entanglement) reap() {
-	defer e.wg.Done()
-	if e.shared() {
+	if e.shared {
 		e.refreshLastMod()
 	}
 	if d := e.remaining(); d > 0 {
 		e.rearm(d)
+		e.wg.Done()
 		return
 	}
-	e.expire()
+	e.expire(e.wg.Done)
 }
 
-// expire ends the entanglement, drops its data and runs the OnExpire hook.
-func (e *Entanglement) expire() {
+// expire ends the entanglement and drops its data, calls released, then
+// runs the OnExpire hook.
+func (e *Entanglement) expire(released func()) {
 	if !e.end(lifeExpired) {
+		released()
 		return
 	}
 	_ = e.ledger.Drop(context.Background()) // nothing to report it to
+	released()
 	if f := e.cfg.onExpire; f != nil {
 		e.safely("OnExpire", func() { f(e.id) })
 	}
