@@ -205,10 +205,13 @@ const (
 // gather waits until as many changes are queued as there were writers at
 // the end of the last commit (those it answered, now submitting their next
 // change, and those already queued), so that they join this batch instead
-// of forming a smaller one of their own. The wait ends at a quarter of the
-// last commit's duration (at most maxLinger), a small price next to the
-// fsync the writers share, or after maxGap without a new change. A lone
-// writer never waits: one change queued is all it expects.
+// of forming a smaller one of their own. The wait ends after as long as
+// the last commit took (at most maxLinger), or after maxGap without a new
+// change. The whole commit time, not a fraction: on two cores, 64 writers
+// answered at once need a good part of an fsync's time just to be
+// scheduled and encode their next change, and a group cut short costs
+// its share of the next fsync. A lone writer never waits: one change
+// queued is all it expects.
 func (db *DB) gather() {
 	var deadline time.Time
 	for {
@@ -288,7 +291,7 @@ func (db *DB) commit(batch []*request) {
 	db.outstanding -= len(batch)
 	db.lastBatch = len(batch)
 	db.active = len(batch) + len(db.pending)
-	db.linger = min(took/4, maxLinger)
+	db.linger = min(took, maxLinger)
 	db.pendMu.Unlock()
 	for _, r := range batch {
 		if err != nil {
