@@ -72,14 +72,7 @@ func submitCall[T any](p *Pool, c *call[T], id string, nilFn bool, opts []JobOpt
 	c.ctx.j = &c.job
 	c.resolved.Add(1)
 	c.fut = Future[T]{j: &c.job, v: &c.value}
-	for _, o := range opts {
-		if o != nil {
-			o.applyJob(&c.cfg)
-		}
-	}
-	if c.cfg.attempts < 1 {
-		c.cfg.attempts = 1
-	}
+	c.cfg = newJobConfig(opts)
 	p.submit(&c.job, nilFn)
 	return &c.fut
 }

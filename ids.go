@@ -8,8 +8,12 @@ import (
 
 // idShards is how many parts the registry of job IDs is split into, so that
 // a submitter registering a job and the workers releasing finished ones
-// rarely wait for the same lock.
-const idShards = 32
+// rarely wait for the same lock. A shard is chosen by the top bits of the
+// ID's hash; its table uses the low bits.
+const (
+	idShardBits = 5
+	idShards    = 1 << idShardBits
+)
 
 // idRegistry maps job IDs to jobs while they wait, queue or run, and for the
 // result TTL after they end.
@@ -21,7 +25,7 @@ type idRegistry struct {
 
 type idShard struct {
 	mu       sync.Mutex // guards the fields below
-	jobs     map[string]*job
+	jobs     idTable
 	retained []retainedJob // finished jobs kept for the result TTL, oldest first
 	_        [64]byte      // keep neighbouring shards' locks off one cache line
 }
@@ -34,63 +38,60 @@ type retainedJob struct {
 
 func (r *idRegistry) init(ttl time.Duration) {
 	r.seed, r.ttl = maphash.MakeSeed(), ttl
-	for i := range r.shards {
-		r.shards[i].jobs = make(map[string]*job)
-	}
 }
 
-func (r *idRegistry) shard(id string) *idShard {
-	return &r.shards[maphash.String(r.seed, id)%idShards]
+// shard returns id's shard and hash.
+func (r *idRegistry) shard(id string) (*idShard, uint64) {
+	h := maphash.String(r.seed, id)
+	return &r.shards[h>>(64-idShardBits)], h
 }
 
 // get returns the job registered under id, or nil.
 func (r *idRegistry) get(id string) *job {
-	s := r.shard(id)
+	s, h := r.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire()
-	return s.jobs[id]
+	s.expire(r)
+	return s.jobs.find(h, id)
 }
 
 // add registers j unless a job with its ID is still unresolved.
 func (r *idRegistry) add(j *job) bool {
-	s := r.shard(j.id)
+	s, h := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.expire()
-	if old := s.jobs[j.id]; old != nil && !old.isDone() {
+	s.expire(r)
+	if old := s.jobs.find(h, j.id); old != nil && !old.isDone() {
 		return false
 	}
-	s.jobs[j.id] = j
+	s.jobs.put(h, j)
 	return true
 }
 
 // finished retains a resolved job for the TTL, or forgets it.
 func (r *idRegistry) finished(j *job) {
-	s := r.shard(j.id)
+	s, h := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.jobs[j.id] != j {
-		return // replaced, or dropped by Close
+	if r.ttl <= 0 {
+		s.jobs.remove(h, j) // unless replaced, or dropped by Close
+		return
 	}
-	if r.ttl > 0 {
+	if s.jobs.find(h, j.id) == j {
 		s.retained = append(s.retained, retainedJob{j, time.Now().Add(r.ttl)})
-	} else {
-		delete(s.jobs, j.id)
 	}
 }
 
 // expire drops retained jobs whose result TTL has passed. s.mu must be held.
-func (s *idShard) expire() {
+func (s *idShard) expire(r *idRegistry) {
 	if len(s.retained) == 0 {
 		return
 	}
 	now := time.Now()
 	i := 0
 	for ; i < len(s.retained) && now.After(s.retained[i].expires); i++ {
-		if j := s.retained[i].j; s.jobs[j.id] == j {
-			delete(s.jobs, j.id)
-		}
+		j := s.retained[i].j
+		s.jobs.remove(maphash.String(r.seed, j.id), j) // unless replaced
 		s.retained[i] = retainedJob{}
 	}
 	s.retained = s.retained[i:]
@@ -102,11 +103,11 @@ func (r *idRegistry) unresolved() []*job {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		for _, j := range s.jobs {
+		s.jobs.each(func(j *job) {
 			if !j.isDone() {
 				live = append(live, j)
 			}
-		}
+		})
 		s.mu.Unlock()
 	}
 	return live
@@ -117,7 +118,7 @@ func (r *idRegistry) clear() {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		clear(s.jobs)
+		s.jobs.reset()
 		s.retained = nil
 		s.mu.Unlock()
 	}

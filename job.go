@@ -42,7 +42,7 @@ type runner interface {
 // and result. It is embedded in call[T], so one allocation holds both.
 type job struct {
 	id   string
-	cfg  jobConfig
+	cfg  *jobConfig // shared and immutable; defaultJobConfig when no option was given
 	r    runner
 	pool *Pool
 

@@ -151,6 +151,27 @@ type jobConfig struct {
 	entanglement *Entanglement
 }
 
+// defaultJobConfig is the configuration of every job submitted without
+// options. Jobs point to their configuration, so that most share this one
+// and a job stays small (a job is allocated per submission).
+var defaultJobConfig = jobConfig{attempts: 1}
+
+// newJobConfig applies opts to a configuration of their own, or returns
+// the shared default when there are none.
+func newJobConfig(opts []JobOption) *jobConfig {
+	if len(opts) == 0 {
+		return &defaultJobConfig
+	}
+	c := defaultJobConfig
+	for _, o := range opts {
+		if o != nil {
+			o.applyJob(&c)
+		}
+	}
+	c.attempts = max(c.attempts, 1)
+	return &c
+}
+
 type timeoutOption time.Duration
 
 // WithTimeout bounds each attempt of a job: its context ends d after the

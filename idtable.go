@@ -1,0 +1,104 @@
+package qpool
+
+// idTable is a hash table from job ID to job, for one registry shard. It
+// replaces a map[string]*job because of the registry's traffic: every job
+// inserts a new ID and deletes it again moments later. A Go map leaves a
+// tombstone per deletion, and a lookup of a new ID (every insert starts
+// with one) probes past them until the map tidies itself; here deletion
+// shifts the following entries back (linear probing), so probes stay
+// short whatever the churn. The caller hashes each ID once, for the shard
+// and the table both, and a deletion finds its job by pointer, without
+// comparing strings.
+type idTable struct {
+	slots []idSlot // a power of two long, or nil; j == nil marks a free slot
+	n     int      // jobs held
+}
+
+type idSlot struct {
+	hash uint64
+	j    *job
+}
+
+// minTable is the smallest table allocated.
+const minTable = 16
+
+// find returns the job registered under id, or nil.
+func (t *idTable) find(h uint64, id string) *job {
+	if t.n == 0 {
+		return nil
+	}
+	mask := uint64(len(t.slots) - 1)
+	for i := h & mask; t.slots[i].j != nil; i = (i + 1) & mask {
+		if s := t.slots[i]; s.hash == h && s.j.id == id {
+			return s.j
+		}
+	}
+	return nil
+}
+
+// put registers j under its ID (hash h), replacing any job with that ID.
+func (t *idTable) put(h uint64, j *job) {
+	if 4*(t.n+1) > 3*len(t.slots) { // at most three quarters full
+		t.resize(max(2*len(t.slots), minTable))
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := h & mask
+	for ; t.slots[i].j != nil; i = (i + 1) & mask {
+		if s := t.slots[i]; s.hash == h && s.j.id == j.id {
+			t.slots[i].j = j
+			return
+		}
+	}
+	t.slots[i] = idSlot{h, j}
+	t.n++
+}
+
+// remove unregisters j (hash h) if it is the job registered under its ID,
+// and reports whether it was.
+func (t *idTable) remove(h uint64, j *job) bool {
+	if t.n == 0 {
+		return false
+	}
+	mask := uint64(len(t.slots) - 1)
+	i := h & mask
+	for ; t.slots[i].j != j; i = (i + 1) & mask {
+		if t.slots[i].j == nil {
+			return false
+		}
+	}
+	// Shift back every later entry of the run that may sit at i: one
+	// whose home slot is not cyclically within (i, k].
+	for k := (i + 1) & mask; t.slots[k].j != nil; k = (k + 1) & mask {
+		home := t.slots[k].hash & mask
+		if (k-home)&mask >= (k-i)&mask {
+			t.slots[i] = t.slots[k]
+			i = k
+		}
+	}
+	t.slots[i] = idSlot{}
+	t.n--
+	return true
+}
+
+// resize moves every entry into a table of size slots.
+func (t *idTable) resize(size int) {
+	old := t.slots
+	t.slots, t.n = make([]idSlot, size), 0
+	for _, s := range old {
+		if s.j != nil {
+			t.put(s.hash, s.j)
+		}
+	}
+}
+
+// each calls fn for every registered job.
+func (t *idTable) each(fn func(*job)) {
+	for _, s := range t.slots {
+		if s.j != nil {
+			fn(s.j)
+		}
+	}
+}
+
+// reset forgets every job and frees the table.
+func (t *idTable) reset() { *t = idTable{} }
