@@ -78,12 +78,22 @@ func (e *Entanglement) keepField() {
 
 // SetOnStateChange sets the OnStateChange callback in a way that is safe
 // while updates run; nil removes it. The field, when set, takes precedence.
+// On a shared ledger the callback gets every change recorded after
+// SetOnStateChange returns, by this process or another.
 func (e *Entanglement) SetOnStateChange(fn func(oldState, newState map[string]any)) {
 	if fn == nil {
 		e.onStateChange.Store(nil)
+		if !e.hooked() {
+			e.delivery.skip() // changes from here on go undelivered
+		}
 		return
 	}
 	e.onStateChange.Store(&fn)
+	if e.shared && e.usable() == nil {
+		// The follower prepares only once a remote change woke it, too
+		// late for that change: prepare now. prepare runs no callback.
+		e.delivery.prepare(e)
+	}
 }
 
 // prepare runs before a hooked update is recorded. The first time, and
@@ -182,11 +192,13 @@ func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uin
 	if err != nil || len(changes) == 0 {
 		return to // closed or compacted away: nothing left to deliver
 	}
+	follower := own == nil // only the follower delivers with no change of its own
 	for _, c := range changes {
-		if e.life.Load() != lifeOpen {
+		if !e.enterCallbacks(follower) {
 			return to // Close or expiry: a batch read before it ends here
 		}
 		d.emit(e, c)
+		e.leaveCallbacks(follower)
 	}
 	return changes[len(changes)-1].Sequence + 1
 }
@@ -214,7 +226,7 @@ func (d *delivery) emit(e *Entanglement, c StateChange) {
 		d.mirror = nil
 		d.mirrorOK.Store(false)
 	}
-	if f := e.cfg.onChange; f != nil {
+	if f := e.cfg.onChange; f != nil && e.life.Load() == lifeOpen { // OnStateChange may have closed it
 		e.safely("OnChange", func() { f(c) })
 	}
 }

@@ -37,7 +37,10 @@ type Entanglement struct {
 	// [Entanglement.SetOnStateChange] to change it while updates run. When
 	// both are set, the field wins. On a shared ledger (see [SharedLedger])
 	// the field takes effect at the next local update; SetOnStateChange
-	// takes effect at once, for other processes' changes too.
+	// takes effect at once, for other processes' changes too. There, if a
+	// callback updates the entanglement, use SetOnStateChange: the
+	// goroutine that delivers other processes' changes may run that update,
+	// which reads the field.
 	OnStateChange func(oldState, newState map[string]any)
 
 	id     string
@@ -67,7 +70,7 @@ type Entanglement struct {
 
 	shared     bool          // other processes append to the ledger
 	followDone chan struct{} // closed when the follower ends; nil without one
-	following  atomic.Bool   // the follower is delivering changes
+	following  bool          // the follower runs callbacks; guarded by lifeMu
 }
 
 const (
@@ -344,10 +347,11 @@ func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
 // Close is idempotent; it returns the ledger's Close error.
 //
 // Callbacks may call Close. So that it never waits for itself, Close does
-// not wait for an OnExpire hook in progress, nor for a callback that the
-// follower of a shared ledger is running, which then ends without running
-// another. Callbacks run on updaters' goroutines, so Close does not wait
-// for those either.
+// not wait for an OnExpire hook in progress, nor for the follower of a
+// shared ledger while it runs a change's callbacks; it ends once they
+// return. Other callbacks run on updaters' goroutines, which Close does not
+// wait for either. No callback starts after the entanglement has ended, so
+// a change not yet delivered then is never delivered.
 func (e *Entanglement) Close() error {
 	var err error
 	if e.end(lifeClosed) {

@@ -18,9 +18,7 @@ func (e *Entanglement) follow() {
 		if e.hooked() {
 			e.delivery.prepare(e)
 			if _, next := e.ledger.Bounds(); next > 0 {
-				e.following.Store(true)
 				e.delivery.deliverTo(e, next, nil)
-				e.following.Store(false)
 			}
 		}
 		select {
@@ -31,12 +29,41 @@ func (e *Entanglement) follow() {
 	}
 }
 
-// waitFollower waits for the follower to end, unless it is running
-// callbacks (one of which may be the caller); it ends as soon as they
-// return, since the entanglement has ended.
+// waitFollower waits for the follower to end, unless it was running a
+// change's callbacks when the entanglement ended: one of them may be the
+// caller. The follower then ends once they return, running no other.
 func (e *Entanglement) waitFollower() {
-	if e.followDone == nil || e.following.Load() {
+	if e.followDone == nil {
 		return
 	}
-	<-e.followDone
+	e.lifeMu.Lock()
+	busy := e.following
+	e.lifeMu.Unlock()
+	if !busy {
+		<-e.followDone
+	}
+}
+
+// enterCallbacks reports whether a change's callbacks may run: not once
+// the entanglement has ended. On the follower it also marks them running,
+// under lifeMu, which end takes too, so that Close knows whether its
+// caller may be one of them. Updaters' goroutines are the user's, and
+// Close never waits for them.
+func (e *Entanglement) enterCallbacks(follower bool) bool {
+	if !follower {
+		return e.life.Load() == lifeOpen
+	}
+	e.lifeMu.Lock()
+	defer e.lifeMu.Unlock()
+	e.following = e.life.Load() == lifeOpen
+	return e.following
+}
+
+// leaveCallbacks undoes enterCallbacks once the callbacks have returned.
+func (e *Entanglement) leaveCallbacks(follower bool) {
+	if follower {
+		e.lifeMu.Lock()
+		e.following = false
+		e.lifeMu.Unlock()
+	}
 }
