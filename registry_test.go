@@ -1,0 +1,150 @@
+package qpool_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/qpool/qpool"
+	"github.com/stretchr/testify/require"
+)
+
+func valueFn(v int) func(context.Context) (int, error) {
+	return func(context.Context) (int, error) { return v, nil }
+}
+
+// resultOf waits for the job registered under id and returns its value.
+func resultOf(t *testing.T, p *qpool.Pool, id string) (any, bool) {
+	t.Helper()
+	f, ok := p.Result(id)
+	if !ok {
+		return nil, false
+	}
+	v, err := f.Wait(t.Context())
+	require.NoError(t, err)
+	return v, true
+}
+
+// TestReplacedJobSurvivesOldExpiry: a finished job retained for the
+// TTL is replaced by a new job with the same ID; the old job's expiry must
+// not unregister the new one, neither while it runs (a duplicate is still
+// refused) nor after it finished (its own TTL counts).
+func TestReplacedJobSurvivesOldExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(time.Minute))
+		defer p.Close()
+		_, err := qpool.Submit(p, "x", valueFn(1)).Wait(t.Context())
+		require.NoError(t, err)
+		time.Sleep(30 * time.Second)
+		release := make(chan struct{})
+		second := qpool.Submit(p, "x", func(context.Context) (int, error) { <-release; return 2, nil })
+		synctest.Wait()
+		time.Sleep(45 * time.Second) // the first job's TTL passed
+		dup := qpool.Submit(p, "x", valueFn(3))
+		_, err = dup.Wait(t.Context())
+		require.ErrorIs(t, err, qpool.ErrDuplicateJob, "the running replacement must still hold the ID")
+		close(release)
+		v, err := second.Wait(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, 2, v)
+		time.Sleep(59 * time.Second)
+		got, ok := resultOf(t, p, "x")
+		require.True(t, ok)
+		require.Equal(t, 2, got)
+		time.Sleep(2 * time.Second)
+		_, ok = p.Result("x")
+		require.False(t, ok, "gone once its own TTL passed")
+	})
+}
+
+// TestTTLZeroForgetsAndReuses: with no TTL, a finished ID is free at
+// once and not reachable, and a dependency on it is unknown.
+func TestTTLZeroForgetsAndReuses(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(4), qpool.WithResultTTL(0))
+	defer p.Close()
+	for i := range 200 {
+		v, err := qpool.Submit(p, "same", valueFn(i)).Wait(t.Context())
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+		_, ok := p.Result("same")
+		require.False(t, ok)
+	}
+	_, err := qpool.Submit(p, "dep", valueFn(0), qpool.WithDependencies("same")).Wait(t.Context())
+	require.ErrorIs(t, err, qpool.ErrInvalidJob)
+}
+
+// TestManyIDsRetainedAndExpired registers many IDs at once (tables
+// grow with runs wrapping), checks each result and a dependency on each
+// while retained, then that all expire, and that the IDs are reusable.
+func TestManyIDsRetainedAndExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 3000
+		p := qpool.NewPool(qpool.WithWorkers(4), qpool.WithResultTTL(time.Minute))
+		defer p.Close()
+		fs := make([]*qpool.Future[int], n)
+		for i := range n {
+			fs[i] = qpool.Submit(p, fmt.Sprint("id-", i), valueFn(i))
+		}
+		for i, f := range fs {
+			v, err := f.Wait(t.Context())
+			require.NoError(t, err)
+			require.Equal(t, i, v)
+		}
+		for i := range n {
+			got, ok := resultOf(t, p, fmt.Sprint("id-", i))
+			require.True(t, ok, i)
+			require.Equal(t, i, got)
+		}
+		for i := 0; i < n; i += 97 {
+			_, err := qpool.Submit(p, fmt.Sprint("dep-", i), valueFn(0), qpool.WithDependencies(fmt.Sprint("id-", i))).Wait(t.Context())
+			require.NoError(t, err)
+		}
+		time.Sleep(2 * time.Minute)
+		for i := range n {
+			_, ok := p.Result(fmt.Sprint("id-", i)) // each lookup expires its shard
+			require.False(t, ok, i)
+		}
+		for i := range n {
+			v, err := qpool.Submit(p, fmt.Sprint("id-", i), valueFn(-i)).Wait(t.Context())
+			require.NoError(t, err)
+			require.Equal(t, -i, v)
+		}
+	})
+}
+
+// TestConcurrentChurn hammers the registry from many goroutines:
+// reused IDs, duplicates, results and dependencies, under -race, with a
+// short real TTL so that expiry interleaves with replacement.
+func TestConcurrentChurn(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(8), qpool.WithResultTTL(time.Millisecond))
+	defer p.Close()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 400 {
+				id := fmt.Sprint("k", (g*7+i)%37)
+				f := qpool.Submit(p, id, valueFn(i), qpool.WithRetry(1, 0))
+				_, err := f.Wait(t.Context())
+				if err != nil {
+					require.ErrorIs(t, err, qpool.ErrDuplicateJob)
+					continue
+				}
+				if r, ok := p.Result(id); ok {
+					_, err := r.Wait(t.Context())
+					require.NoError(t, err)
+				}
+				d := qpool.Submit(p, fmt.Sprint("d", g, "-", i), valueFn(0), qpool.WithDependencies(id))
+				if _, err := d.Wait(t.Context()); err != nil {
+					require.ErrorIs(t, err, qpool.ErrInvalidJob) // expired meanwhile
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.NoError(t, p.Close())
+	s := p.Stats()
+	require.Equal(t, s.Submitted, s.Succeeded+s.Failed)
+}
