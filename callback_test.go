@@ -116,7 +116,8 @@ func TestRetentionKeepsUndeliveredChanges(t *testing.T) {
 	release := make(chan struct{})
 	var seen []uint64 // only the deliverer appends, one at a time
 	onChange, blocked := blockFirst(release, func(c qpool.StateChange) { seen = append(seen, c.Sequence) })
-	e := newTestEntanglement(t, 0, qpool.WithRetention(4), qpool.WithOnChange(onChange))
+	const retain = 4
+	e := newTestEntanglement(t, 0, qpool.WithRetention(retain), qpool.WithOnChange(onChange))
 
 	first := make(chan error)
 	go func() { first <- e.UpdateState("k", 0) }()
@@ -134,7 +135,7 @@ func TestRetentionKeepsUndeliveredChanges(t *testing.T) {
 	}
 	// Once delivered, the history is trimmed to the limit again.
 	require.NoError(t, e.UpdateState("k", later+1))
-	assert.LessOrEqual(t, len(e.GetStateHistory(0)), 4+4/4)
+	assert.LessOrEqual(t, len(e.GetStateHistory(0)), retain+retain/4)
 }
 
 // SetOnStateChange while a deliverer is always busy used to starve the

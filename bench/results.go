@@ -110,7 +110,7 @@ type pondResult struct{}
 func (pondResult) Run(workers int, ids []string, fn func(int) int, out []int) error {
 	p := pond.NewResultPool[int](workers)
 	defer p.StopAndWait()
-	futs := make([]pond.Result[int], len(ids))
+	futs := make([]pond.ResultTask[int], len(ids))
 	for i := range ids {
 		futs[i] = p.Submit(func() int { return fn(i) })
 	}
