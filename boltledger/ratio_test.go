@@ -29,7 +29,8 @@ import (
 //     changes in a round (target ≤ 1.2);
 //   - mean-latency-ratio-1w: the same with the means, which the slow
 //     outliers (a first change after a burst waits for the burst's
-//     writers, at most 100 µs) weigh on.
+//     writers, on a 100 µs timer that fires late in an idle process) weigh
+//     on.
 func BenchmarkRatios(b *testing.B) {
 	cases, single := newRatioCases(b)
 	var batch, update, latency, meanLatency []float64
