@@ -23,16 +23,11 @@ func TestSetOnStateChangeGetsNextRemoteChange(t *testing.T) {
 	for _, withOnChange := range []bool{false, true} {
 		t.Run(fmt.Sprintf("WithOnChange=%v", withOnChange), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				mem := qpool.NewMemoryLedger()
-				defer mem.Close()
-				opts := []qpool.EntanglementOption{qpool.WithLedger(sharedLedger{mem})}
+				var opts []qpool.EntanglementOption
 				if withOnChange {
 					opts = append(opts, qpool.WithOnChange(func(qpool.StateChange) {}))
 				}
-				e := qpool.NewEntanglement("s", nil, 0, opts...)
-				defer e.Close()
-				other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-				defer other.Close()
+				e, other := sharedPair(t, 0, opts...)
 
 				synctest.Wait() // the follower has started and sleeps, unhooked
 				var mu sync.Mutex
@@ -60,12 +55,7 @@ func TestSetOnStateChangeGetsNextRemoteChange(t *testing.T) {
 // next callback got the backlog of remote changes.
 func TestRemoteChangesWithoutCallbackAreNotDelivered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := qpool.NewMemoryLedger()
-		defer mem.Close()
-		e := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-		defer e.Close()
-		other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-		defer other.Close()
+		e, other := sharedPair(t, 0)
 
 		e.SetOnStateChange(func(_, _ map[string]any) {})
 		require.NoError(t, e.UpdateState("k", 0)) // delivery is live
@@ -150,12 +140,10 @@ func TestCloseWaitsForFollowerOutsideCallbacks(t *testing.T) {
 // called Close, OnChange used to run for the same change all the same.
 func TestNoCallbackAfterCloseFromCallback(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := qpool.NewMemoryLedger()
-		defer mem.Close()
 		var self atomic.Pointer[qpool.Entanglement]
 		var closedAt atomic.Bool
 		var after atomic.Int64
-		e := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}),
+		e, other := sharedPair(t, 0,
 			qpool.WithOnStateChange(func(_, _ map[string]any) {
 				assert.NoError(t, self.Load().Close())
 				closedAt.Store(true)
@@ -166,8 +154,6 @@ func TestNoCallbackAfterCloseFromCallback(t *testing.T) {
 				}
 			}))
 		self.Store(e)
-		other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-		defer other.Close()
 		require.NoError(t, other.UpdateState("k", 1))
 		synctest.Wait()
 		require.True(t, closedAt.Load())
@@ -181,19 +167,14 @@ func TestNoCallbackAfterCloseFromCallback(t *testing.T) {
 // OnStateChange call (switched on and off meanwhile) sees one key change,
 // forward. Run with -race for the mirror's ownership.
 func TestCallbacksExactlyOnceInOrderUnderContention(t *testing.T) {
-	mem := qpool.NewMemoryLedger()
-	defer mem.Close()
 	var mu sync.Mutex
 	var seen []uint64
-	e := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}), qpool.WithRetention(8),
+	e, other := sharedPair(t, 0, qpool.WithRetention(8),
 		qpool.WithOnChange(func(c qpool.StateChange) {
 			mu.Lock()
 			defer mu.Unlock()
 			seen = append(seen, c.Sequence)
 		}))
-	defer e.Close()
-	other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}), qpool.WithRetention(1<<20))
-	defer other.Close()
 
 	stateCB := func(old, now map[string]any) {
 		diff := 0

@@ -37,11 +37,9 @@ func TestOnExpireMayClose(t *testing.T) {
 // used to wait for the follower itself.
 func TestFollowerCallbackMayClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := qpool.NewMemoryLedger()
-		defer mem.Close()
 		var self atomic.Pointer[qpool.Entanglement]
 		var closed atomic.Bool
-		e := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}),
+		e, other := sharedPair(t, 0,
 			qpool.WithOnChange(func(c qpool.StateChange) {
 				if c.Key == "stop" {
 					assert.NoError(t, self.Load().Close())
@@ -49,8 +47,6 @@ func TestFollowerCallbackMayClose(t *testing.T) {
 				}
 			}))
 		self.Store(e)
-		other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-		defer other.Close()
 		require.NoError(t, other.UpdateState("stop", true))
 		synctest.Wait()
 		assert.True(t, closed.Load(), "Close from a follower callback did not return")
@@ -63,12 +59,7 @@ func TestFollowerCallbackMayClose(t *testing.T) {
 // other processes' changes arrived. It fails under -race only; without it,
 // the assertions still check that the field gets local and remote changes.
 func TestFieldOnSharedLedger(t *testing.T) {
-	mem := qpool.NewMemoryLedger()
-	defer mem.Close()
-	e := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-	defer e.Close()
-	other := qpool.NewEntanglement("s", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-	defer other.Close()
+	e, other := sharedPair(t, 0)
 
 	const remote = 500
 	var wg sync.WaitGroup

@@ -21,13 +21,24 @@ func (sharedLedger) Shared() bool                   { return true }
 func (sharedLedger) Close() error                   { return nil }
 func (sharedLedger) Drop(ctx context.Context) error { return nil }
 
-func TestRemoteChangesReachCallbacks(t *testing.T) {
+// sharedPair returns two entanglements over one shared MemoryLedger, as two
+// processes would open one distributed entanglement: e, with ttl and opts,
+// and other, plain. Both and the ledger are closed in t.Cleanup.
+func sharedPair(t *testing.T, ttl time.Duration, opts ...qpool.EntanglementOption) (e, other *qpool.Entanglement) {
 	mem := qpool.NewMemoryLedger()
-	defer mem.Close()
+	t.Cleanup(func() { _ = mem.Close() })
+	e = qpool.NewEntanglement("shared", nil, ttl, append([]qpool.EntanglementOption{qpool.WithLedger(sharedLedger{mem})}, opts...)...)
+	t.Cleanup(func() { _ = e.Close() })
+	other = qpool.NewEntanglement("shared", nil, 0, qpool.WithLedger(sharedLedger{mem}))
+	t.Cleanup(func() { _ = other.Close() })
+	return e, other
+}
+
+func TestRemoteChangesReachCallbacks(t *testing.T) {
 	var mu sync.Mutex
 	var seen []uint64
 	var lastState map[string]any
-	follower := qpool.NewEntanglement("shared", nil, 0, qpool.WithLedger(sharedLedger{mem}),
+	follower, writer := sharedPair(t, 0,
 		qpool.WithOnChange(func(c qpool.StateChange) {
 			mu.Lock()
 			seen = append(seen, c.Sequence)
@@ -38,9 +49,6 @@ func TestRemoteChangesReachCallbacks(t *testing.T) {
 			lastState = now
 			mu.Unlock()
 		}))
-	defer follower.Close()
-	writer := qpool.NewEntanglement("shared", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-	defer writer.Close()
 
 	for i := range 50 {
 		require.NoError(t, writer.UpdateState("k", i))
@@ -57,12 +65,7 @@ func TestRemoteChangesReachCallbacks(t *testing.T) {
 
 func TestSharedTTLCountsFromAnyProcessesChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		mem := qpool.NewMemoryLedger()
-		defer mem.Close()
-		follower := qpool.NewEntanglement("shared", nil, time.Minute, qpool.WithLedger(sharedLedger{mem}))
-		defer follower.Close()
-		writer := qpool.NewEntanglement("shared", nil, 0, qpool.WithLedger(sharedLedger{mem}))
-		defer writer.Close()
+		follower, writer := sharedPair(t, time.Minute)
 		for i := range 6 { // three minutes of remote activity
 			time.Sleep(30 * time.Second)
 			require.NoError(t, writer.UpdateState("k", i))

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/qpool/qpool"
-	"github.com/qpool/qpool/boltledger"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -54,16 +53,8 @@ func runWriters(b *testing.B, w int, fn func(writer, i int) error) {
 func BenchmarkAppend(b *testing.B) {
 	for _, w := range benchWriters {
 		b.Run(fmt.Sprintf("writers=%d", w), func(b *testing.B) {
-			db, err := boltledger.Open(filepath.Join(b.TempDir(), "bench.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			l, err := db.Ledger("bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
+			db, _ := openDB(b)
+			l := ledger(b, db, "bench")
 			runWriters(b, w, func(g, i int) error {
 				_, err := l.Append(b.Context(), qpool.Mutation{Key: fmt.Sprintf("w%d", g), Value: float64(i)})
 				return err

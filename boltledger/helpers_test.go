@@ -13,7 +13,7 @@ import (
 
 // openDB opens a DB in a fresh temporary file, closed (and checked with
 // bbolt's consistency check) in t.Cleanup.
-func openDB(t *testing.T, opts ...boltledger.Option) (*boltledger.DB, string) {
+func openDB(t testing.TB, opts ...boltledger.Option) (*boltledger.DB, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	db, err := boltledger.Open(path, opts...)
@@ -37,7 +37,7 @@ func reopenDB(t *testing.T, path string, opts ...boltledger.Option) *boltledger.
 }
 
 // ledger opens id's ledger on db.
-func ledger(t *testing.T, db *boltledger.DB, id string) *boltledger.Ledger {
+func ledger(t testing.TB, db *boltledger.DB, id string) *boltledger.Ledger {
 	t.Helper()
 	l, err := db.Ledger(id)
 	require.NoError(t, err)

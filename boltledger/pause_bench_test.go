@@ -3,14 +3,11 @@ package boltledger_test
 import (
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/qpool/qpool"
-	"github.com/qpool/qpool/boltledger"
 )
 
 // BenchmarkPausingWriters: w writers, each pausing a random
@@ -22,41 +19,22 @@ func BenchmarkPausingWriters(b *testing.B) {
 	for _, w := range []int{1, 2, 4, 8} {
 		for _, pause := range []time.Duration{0, 150 * time.Microsecond} {
 			b.Run(fmt.Sprintf("writers=%d/pause=%v", w, 2*pause), func(b *testing.B) {
-				db, err := boltledger.Open(filepath.Join(b.TempDir(), "pause.db"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer db.Close()
-				l, err := db.Ledger("pause")
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer l.Close()
+				db, _ := openDB(b)
+				l := ledger(b, db, "pause")
 				lats := make([][]time.Duration, w)
-				var wg sync.WaitGroup
-				b.ResetTimer()
-				for g := range w {
-					n := b.N / w
-					if g < b.N%w {
-						n++
-					}
-					wg.Go(func() {
-						rng := rand.New(rand.NewPCG(uint64(g), 4))
-						for i := range n {
-							if pause > 0 {
-								time.Sleep(time.Duration(rng.Int64N(int64(2 * pause))))
-							}
-							t0 := time.Now()
-							if _, err := l.Append(b.Context(), qpool.Mutation{Key: fmt.Sprint("w", g), Value: float64(i)}); err != nil {
-								b.Error(err)
-								return
-							}
-							lats[g] = append(lats[g], time.Since(t0))
-						}
-					})
+				rngs := make([]*rand.Rand, w)
+				for g := range rngs {
+					rngs[g] = rand.New(rand.NewPCG(uint64(g), 4))
 				}
-				wg.Wait()
-				b.StopTimer()
+				runWriters(b, w, func(g, i int) error {
+					if pause > 0 {
+						time.Sleep(time.Duration(rngs[g].Int64N(int64(2 * pause))))
+					}
+					t0 := time.Now()
+					_, err := l.Append(b.Context(), qpool.Mutation{Key: fmt.Sprint("w", g), Value: float64(i)})
+					lats[g] = append(lats[g], time.Since(t0))
+					return err
+				})
 				all := slices.Concat(lats...)
 				slices.Sort(all)
 				var sum time.Duration
