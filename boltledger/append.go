@@ -216,17 +216,22 @@ const (
 // The bounds are timers, and in a process with nothing else to run a
 // timer under a millisecond fires after about a millisecond (Go's poller
 // sleeps in whole milliseconds): a few writers that pause between
-// appends then wait that long for the ones that do not come back
-// (BenchmarkPausingWriters). Waiting by yielding instead fixes that but,
-// measured, costs 64 closed-loop writers a tenth of their throughput; see
-// docs/durability.md.
+// appends would wait that long, at every commit, for the ones that do not
+// come back. So a wait that the writers do not repay makes the next
+// gathers skip the wait (see missed); BenchmarkPausingWriters measures
+// it, and docs/durability.md has the figures and what was tried first.
 func (db *DB) gather() {
+	if db.skips > 0 {
+		db.skips--
+		return
+	}
 	var deadline time.Time
 	for {
 		db.pendMu.Lock()
 		n, want, linger := len(db.pending), min(db.active, db.cfg.maxBatch), db.linger
 		db.pendMu.Unlock()
 		if n >= want || linger <= 0 {
+			db.misses = 0
 			return
 		}
 		if deadline.IsZero() {
@@ -234,9 +239,23 @@ func (db *DB) gather() {
 		}
 		wait := min(time.Until(deadline), maxGap)
 		if wait <= 0 || !db.waitSubmit(wait) {
+			db.missed()
 			return
 		}
 	}
+}
+
+// maxSkips bounds how many gathers in a row skip the wait after the
+// answered writers failed to come back.
+const maxSkips = 16
+
+// missed notes a wait that ended without the writers it waited for, as
+// when writers pause between appends: the next gathers skip the wait, more
+// of them after each miss in a row, so that such writers do not pay a
+// timer per commit, while a wait now and then notices when they are back.
+func (db *DB) missed() {
+	db.skips = min(1<<db.misses, maxSkips)
+	db.misses = min(db.misses+1, 8)
 }
 
 // waitSubmit waits up to d for a change to be queued, and reports whether

@@ -42,6 +42,11 @@ type DB struct {
 	// writer lock.
 	commitMu sync.Mutex
 
+	// misses and skips belong to the committer goroutine (gather): how
+	// many waits in a row the answered writers did not repay, and how
+	// many gathers to skip before waiting again.
+	misses, skips int
+
 	commits atomic.Uint64 // transactions the committer wrote
 	changes atomic.Uint64 // changes they held
 }
