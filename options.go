@@ -217,7 +217,10 @@ func (o depsOption) String() string        { return fmt.Sprintf("WithDependencie
 type entanglementOption struct{ e *Entanglement }
 
 // WithEntanglement adds the job to e (see [Entanglement.AddJob]) and makes e
-// reachable from the job's context through [EntanglementFrom].
+// reachable from the job's context through [EntanglementFrom]. The job stays
+// listed after it ends, so an entanglement that outlives millions of such
+// jobs keeps a list entry for each; call [Entanglement.RemoveJob] to drop
+// one.
 func WithEntanglement(e *Entanglement) JobOption { return entanglementOption{e} }
 
 func (o entanglementOption) applyJob(c *jobConfig) { c.entanglement = o.e }
