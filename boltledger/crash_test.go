@@ -10,6 +10,7 @@ import (
 
 	"github.com/qpool/qpool"
 	"github.com/qpool/qpool/boltledger"
+	"github.com/qpool/qpool/ledgertest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -89,7 +90,7 @@ func checkCrashFile(t *testing.T, path string, acked []ack) {
 		requireGapFree(t, h, 0, next)
 		state, snapNext := l.Snapshot()
 		require.Equal(t, next, snapNext)
-		require.Equal(t, replay(h), state, "state of %s is not the replay of its history", id)
+		require.Equal(t, ledgertest.Replay(h), state, "state of %s is not the replay of its history", id)
 		histories[id] = h
 		require.NoError(t, l.Close())
 	}

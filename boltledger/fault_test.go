@@ -13,6 +13,7 @@ import (
 
 	"github.com/qpool/qpool"
 	"github.com/qpool/qpool/boltledger"
+	"github.com/qpool/qpool/ledgertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	bbolt "go.etcd.io/bbolt"
@@ -129,7 +130,7 @@ func TestReadOnlyFile(t *testing.T) {
 	require.ErrorIs(t, e2.UpdateState("a", "after"), boltledger.ErrReadOnly)
 	require.ErrorIs(t, e2.UpdateState("b", 1), boltledger.ErrReadOnly)
 	require.Equal(t, map[string]any{"a": "before"}, e2.Snapshot())
-	require.Equal(t, replay(e2.GetStateHistory(0)), e2.Snapshot(), "the cache equals the file")
+	require.Equal(t, ledgertest.Replay(e2.GetStateHistory(0)), e2.Snapshot(), "the cache equals the file")
 }
 
 // TestDiskFull caps the file's size, as a full disk would, and writes from
@@ -170,7 +171,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	require.Equal(t, ok, recorded, "the history holds exactly the acknowledged changes")
 	seen := e.Snapshot()
-	require.Equal(t, replay(h), seen, "the cache equals the file's history")
+	require.Equal(t, ledgertest.Replay(h), seen, "the cache equals the file's history")
 	require.NoError(t, e.Close())
 	require.NoError(t, db.Close())
 

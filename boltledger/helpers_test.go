@@ -44,19 +44,6 @@ func ledger(t testing.TB, db *boltledger.DB, id string) *boltledger.Ledger {
 	return l
 }
 
-// replay rebuilds the state a history leads to.
-func replay(history []qpool.StateChange) map[string]any {
-	state := make(map[string]any)
-	for _, c := range history {
-		if c.Deleted {
-			delete(state, c.Key)
-		} else {
-			state[c.Key] = c.Value
-		}
-	}
-	return state
-}
-
 // requireGapFree checks that history's sequences run first, first+1, … next-1.
 func requireGapFree(t *testing.T, history []qpool.StateChange, first, next uint64) {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/qpool/qpool"
 	"github.com/qpool/qpool/boltledger"
+	"github.com/qpool/qpool/ledgertest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -133,7 +134,7 @@ func TestGroupCommit(t *testing.T) {
 		require.NoError(t, err)
 		requireGapFree(t, h, 0, writers/ledgers*each)
 		state, _ := l.Snapshot()
-		require.Equal(t, replay(h), state)
+		require.Equal(t, ledgertest.Replay(h), state)
 		for _, v := range state {
 			require.Equal(t, float64(each-1), v)
 		}

@@ -35,8 +35,11 @@ func compareChanges(p *problems, what string, got, want []qpool.StateChange) {
 	}
 }
 
-// replay applies history to an empty state, as the docs define the state.
-func replay(history []qpool.StateChange) map[string]any {
+// Replay applies history to an empty state and returns the result: by
+// the Ledger contract, what Snapshot must equal once history is the whole
+// of Read(0, 0). Ledger tests of their own (a crash test, say) can check
+// a reopened ledger against it.
+func Replay(history []qpool.StateChange) map[string]any {
 	state := make(map[string]any)
 	for _, c := range history {
 		if c.Deleted {

@@ -138,7 +138,7 @@ func validateHistory(ctx context.Context, p *problems, l qpool.Ledger, acks [][]
 	if next != total {
 		p.addf("Snapshot's next is %d, want %d", next, total)
 	}
-	compareState(p, "Snapshot's state compared with the replay of Read(0, 0)", state, replay(history))
+	compareState(p, "Snapshot's state compared with the replay of Read(0, 0)", state, Replay(history))
 }
 
 const (

@@ -22,7 +22,8 @@
 //
 // [Check] runs the same checks outside a test and returns every problem
 // joined with [errors.Join], each prefixed with its check's name, or nil
-// when the ledger conforms.
+// when the ledger conforms. [Replay] is the state a history defines, for a
+// backend's own tests (after a crash, say).
 //
 // # Durability
 //

@@ -195,7 +195,7 @@ func checkSnapshot(ctx context.Context, l qpool.Ledger) error {
 	if !ok {
 		return p.err()
 	}
-	compareState(&p, "Snapshot's state compared with the replay of Read(0, 0)", state, replay(history))
+	compareState(&p, "Snapshot's state compared with the replay of Read(0, 0)", state, Replay(history))
 	for i := range 7 {
 		key := fmt.Sprintf("key-%d", i)
 		v, present := state[key]

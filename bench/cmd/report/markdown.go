@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 func num(v float64) string {
@@ -45,7 +46,7 @@ func generate(r *Results, m Meta, ts []Target) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	w("## Run\n\n")
 	w("- Machine: %d CPUs (`nproc`), `%s` (/proc/cpuinfo), shared with other jobs building and testing while this ran (load average at the end: %s).\n", m.NumCPU, m.CPUModel, strings.Join(m.LoadAvg[:min(3, len(m.LoadAvg))], " "))
-	w("- Go: %s. Started %s, finished %s. %d interleaved rounds, each case in its own process; b.N benchmarks with `-benchtime=%s`, whole-workload cases with `-benchtime=1x`.\n", m.GoVersion, m.Started, m.Finished, m.Rounds, m.BenchTime)
+	w("- Go: %s. Started %s, finished %s. %d interleaved rounds, each case in its own process; b.N benchmarks with `-benchtime=%s`, whole-workload cases with `-benchtime=1x`.\n", m.GoVersion, m.Started.Format(time.RFC3339Nano), m.Finished.Format(time.RFC3339Nano), m.Rounds, m.BenchTime)
 	w("- Command: `%s`, on qpool revision `%s` (a `-dirty` suffix would mean uncommitted changes to the library's .go files when the binary was built).\n", m.Command, m.Revision)
 	var mods []string
 	for p, v := range m.Modules {

@@ -3,35 +3,15 @@ package main
 import (
 	"math"
 	"slices"
+
+	"github.com/qpool/qpool/bench"
 )
 
-// Run mirrors the harness's JSON line.
-type Run struct {
-	Round    int                `json:"round"`
-	Name     string             `json:"name"`
-	Group    string             `json:"group"`
-	Impl     string             `json:"impl"`
-	Floor    string             `json:"floor"`
-	Metrics  map[string]float64 `json:"metrics"`
-	MaxRSSKB int64              `json:"maxrss_kb"`
-	Error    string             `json:"error,omitempty"`
-}
-
-// Meta mirrors the harness's description of the run.
-type Meta struct {
-	Started   string            `json:"started"`
-	Finished  string            `json:"finished"`
-	Rounds    int               `json:"rounds"`
-	BenchTime string            `json:"benchtime"`
-	Spin      int               `json:"spin"`
-	NumCPU    int               `json:"num_cpu"`
-	CPUModel  string            `json:"cpu_model"`
-	GoVersion string            `json:"go_version"`
-	Command   string            `json:"command"`
-	Revision  string            `json:"revision"`
-	Modules   map[string]string `json:"modules"`
-	LoadAvg   []string          `json:"loadavg"`
-}
+// Run and Meta are the records cmd/harness writes.
+type (
+	Run  = bench.RunRecord
+	Meta = bench.RunMeta
+)
 
 // Results indexes runs by group, implementation and round.
 type Results struct {
