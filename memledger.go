@@ -24,12 +24,21 @@ type memEntry struct {
 }
 
 func (e *memEntry) change() StateChange {
-	return StateChange{
-		Sequence:  e.seq,
-		Timestamp: time.Unix(0, e.nanos),
-		Key:       e.key,
-		Value:     valueOf(e.value),
-		Deleted:   e.value == tombstone,
+	var c StateChange
+	e.fill(&c)
+	return c
+}
+
+// fill writes e into c field by field. Reads fill a freshly allocated
+// slice in place this way: assigning a whole StateChange to an element
+// would build it on the stack and copy it with a bulk write barrier.
+func (e *memEntry) fill(c *StateChange) {
+	c.Sequence = e.seq
+	c.Timestamp = time.Unix(0, e.nanos)
+	c.Key = e.key
+	c.Value, c.Deleted = e.value, e.value == tombstone
+	if c.Deleted {
+		c.Value = nil
 	}
 }
 
@@ -194,7 +203,7 @@ func (l *MemoryLedger) Read(_ context.Context, since uint64, limit int) ([]State
 	}
 	out := make([]StateChange, n)
 	for i := range out {
-		out[i] = l.entry(since + uint64(i)).change()
+		l.entry(since + uint64(i)).fill(&out[i])
 	}
 	return out, nil
 }
