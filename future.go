@@ -10,27 +10,20 @@ import (
 // are safe for concurrent use. The zero value is not usable; futures come
 // only from a pool.
 type Future[T any] struct {
-	j *job
-	v *T // where the job stores its value; nil for a view made by Pool.Result
+	j *job // its call is a *call[T], or any call when T is any (Pool.Result)
 }
 
-// call is a submitted function with its job and future in one allocation.
+// call is a function submitted with Submit, with its job and future in one
+// allocation.
 type call[T any] struct {
 	job
 	fn    func(context.Context) (T, error)
-	plain func() (T, error) // Schedule's context-free form; fn is nil then
 	value T
 	fut   Future[T]
 }
 
 func (c *call[T]) run(ctx context.Context) (err error) {
-	var v T
-	if c.plain != nil {
-		v, err = c.plain()
-	} else {
-		v, err = c.fn(ctx)
-	}
-	c.value = v
+	c.value, err = c.fn(ctx)
 	return err
 }
 
@@ -43,7 +36,26 @@ func (c *call[T]) anyFuture() *Future[any] {
 
 func (c *call[T]) anyValue() any { return c.value }
 
-func (c *call[T]) forget() { c.fn, c.plain = nil, nil }
+func (c *call[T]) forget() { c.fn = nil }
+
+// plainCall is a function scheduled with Schedule: call[any] for a function
+// without a context, a type of its own so that neither needs a field for
+// the other's function.
+type plainCall struct {
+	job
+	fn    func() (any, error)
+	value any
+	fut   Future[any]
+}
+
+func (c *plainCall) run(context.Context) (err error) {
+	c.value, err = c.fn()
+	return err
+}
+
+func (c *plainCall) anyFuture() *Future[any] { return &c.fut }
+func (c *plainCall) anyValue() any           { return c.value }
+func (c *plainCall) forget()                 { c.fn = nil }
 
 // Submit schedules fn on p under id and returns its future. fn receives a
 // context that ends when the job's timeout passes ([WithTimeout]), when the
@@ -56,25 +68,27 @@ func (c *call[T]) forget() { c.fn, c.plain = nil, nil }
 // [ErrInvalidJob], [ErrDuplicateJob] or [ErrPoolClosed].
 func Submit[T any](p *Pool, id string, fn func(ctx context.Context) (T, error), opts ...JobOption) *Future[T] {
 	c := &call[T]{fn: fn}
-	return submitCall(p, c, id, fn == nil, opts)
+	c.fut.j = &c.job
+	p.start(&c.job, c, id, fn == nil, opts)
+	return &c.fut
 }
 
 // Schedule schedules fn under id and returns its future: the context-free
 // form of [Submit], for functions that need no context. It shares Submit's
 // path and semantics.
 func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *Future[any] {
-	c := &call[any]{plain: fn}
-	return submitCall(p, c, id, fn == nil, opts)
+	c := &plainCall{fn: fn}
+	c.fut.j = &c.job
+	p.start(&c.job, c, id, fn == nil, opts)
+	return &c.fut
 }
 
-func submitCall[T any](p *Pool, c *call[T], id string, nilFn bool, opts []JobOption) *Future[T] {
-	c.id, c.r, c.pool = id, c, p
-	c.ctx.j = &c.job
-	c.resolved.Add(1)
-	c.fut = Future[T]{j: &c.job, v: &c.value}
-	c.cfg = newJobConfig(opts)
-	p.submit(&c.job, nilFn)
-	return &c.fut
+// start fills in a new job, which r embeds, and submits it.
+func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) {
+	j.id, j.r, j.pool = id, r, p
+	j.resolved.Add(1)
+	j.cfg = newJobConfig(opts)
+	p.submit(j, nilFn)
 }
 
 // ID returns the job's ID.
@@ -104,10 +118,10 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 		}
 	}
 	err := f.j.result()
-	if f.v != nil {
-		return *f.v, err
+	if c, ok := f.j.r.(*call[T]); ok {
+		return c.value, err
 	}
-	v, _ := f.j.r.anyValue().(T)
+	v, _ := f.j.r.anyValue().(T) // Schedule's call, or a Pool.Result view
 	return v, err
 }
 

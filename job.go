@@ -16,22 +16,34 @@ type Job struct {
 
 // Job states. A job moves forward only: waiting → queued → running → done,
 // and may jump to done from any earlier state (cancelled, failed dependency,
-// pool shutdown).
+// pool shutdown). Resolving lasts while the resolver writes the job's error:
+// it keeps a second resolver out without a lock.
 const (
-	stateWaiting int32 = iota // waiting for its dependencies
-	stateQueued               // in the queue, not yet taken by a worker
-	stateRunning              // a worker is running it
-	stateDone                 // resolved: err and value are final
+	stateWaiting   int32 = iota // waiting for its dependencies
+	stateQueued                 // in the queue, not yet taken by a worker
+	stateRunning                // a worker is running it
+	stateResolving              // being resolved: err is being written
+	stateDone                   // resolved: err and value are final
 )
 
-// runner is what a job runs. The typed call[T] that owns the job implements
+// Job flags, set once and never cleared.
+const (
+	flagCanceled      uint32 = 1 << iota // Future.Cancel was called
+	flagHasDone                          // done was made: wake must close it
+	flagHasDependents                    // a job may depend on this one: release takes pool.mu
+	flagCtxCanceled                      // the context was cancelled before it was built
+	flagCtxBuilt                         // the context was built
+)
+
+// runner is what a job runs. The typed call that owns the job implements
 // it, so a job needs no closure of its own.
 type runner interface {
 	// run calls the job's function once and records its value.
 	run(ctx context.Context) error
 	// anyFuture returns the job's future as a Future[any], for Pool.Result.
 	anyFuture() *Future[any]
-	// anyValue returns the recorded value, for a view made by anyFuture.
+	// anyValue returns the recorded value, for a Future[any] made by
+	// anyFuture over a call of another type.
 	anyValue() any
 	// forget drops the function once it has run, so that a retained
 	// result does not keep what the closure captured alive.
@@ -39,7 +51,9 @@ type runner interface {
 }
 
 // job is the untyped core of a submitted function: its ID, options, state
-// and result. It is embedded in call[T], so one allocation holds both.
+// and result. It is embedded in the typed call, so one allocation holds
+// both. It is kept small (112 bytes) because every submission allocates one
+// and a future keeps it alive: what few jobs need lives in extra.
 type job struct {
 	id   string
 	cfg  *jobConfig // shared and immutable; defaultJobConfig when no option was given
@@ -47,34 +61,48 @@ type job struct {
 	pool *Pool
 
 	state    atomic.Int32   // one of the state constants
-	canceled atomic.Bool    // Future.Cancel was called
+	flags    atomic.Uint32  // the flag constants
 	resolved sync.WaitGroup // Done once at resolution: a wait that allocates nothing
-	ctx      jobContext     // what the function gets
+	mu       sync.Mutex     // guards done and extra's context
+	err      error          // final error: written once, before state becomes done
+	done     chan struct{}  // made by the first Done or ctx-aware Wait
 
-	hasDone       atomic.Bool   // done was made: wake must close it
-	hasDependents atomic.Bool   // a job may depend on this one: release takes pool.mu
-	mu            sync.Mutex    // guards err, done and ctx's lazy part
-	err           error         // final error, set once with state done
-	done          chan struct{} // made by the first Done or ctx-aware Wait
-
-	deps *depState // guarded by pool.mu; nil for a job nobody waits on or for
+	extra atomic.Pointer[jobExtra] // made by the first job that needs it
 }
 
-// depState is a job's dependency bookkeeping, kept out of line because most
-// jobs have none.
+// jobExtra is the part of a job that most jobs never need: dependency links
+// and a built context.
+type jobExtra struct {
+	deps depState    // guarded by pool.mu
+	ctx  lazyContext // guarded by job.mu
+}
+
+// depState is a job's dependency bookkeeping.
 type depState struct {
 	pending    int    // dependencies this job still waits for
 	dependents []*job // jobs waiting for this one
 }
 
+// more returns j's extra part, making it if needed. Callers hold either the
+// pool's mutex (dependencies) or j's (context), so two may race to make it:
+// the first one's wins.
+func (j *job) more() *jobExtra {
+	if x := j.extra.Load(); x != nil {
+		return x
+	}
+	x := new(jobExtra)
+	if j.extra.CompareAndSwap(nil, x) {
+		return x
+	}
+	return j.extra.Load()
+}
+
 // depState returns j's dependency bookkeeping, making it if needed. The
 // pool's mutex must be held.
-func (j *job) depState() *depState {
-	if j.deps == nil {
-		j.deps = new(depState)
-	}
-	return j.deps
-}
+func (j *job) depState() *depState { return &j.more().deps }
+
+func (j *job) has(f uint32) bool { return j.flags.Load()&f != 0 }
+func (j *job) set(f uint32)      { j.flags.Or(f) }
 
 // closedChan is the Done channel of every job that was resolved before
 // anybody asked for one.
@@ -83,30 +111,29 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (j *job) isDone() bool { return j.state.Load() == stateDone }
 
 // doneChan returns a channel closed when the job is resolved, allocating it
-// only for the first caller that has to wait.
+// only for the first caller that has to wait. It sets flagHasDone before it
+// looks at the state, and wake looks at the flag after the state became
+// done, so one of the two sees the other: either this call finds the job
+// done, or wake closes the channel.
 func (j *job) doneChan() <-chan struct{} {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.state.Load() == stateDone {
+	if j.isDone() {
 		return closedChan
 	}
 	if j.done == nil {
 		j.done = make(chan struct{})
-		j.hasDone.Store(true)
+		j.set(flagHasDone)
+		if j.isDone() {
+			return closedChan // wake may not have seen the flag
+		}
 	}
 	return j.done
 }
 
-// result returns the final error. Once the state is done, err is final and
-// was written before the state changed; before that, mu orders the read.
-func (j *job) result() error {
-	if j.isDone() {
-		return j.err // written before the state became done, and final
-	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.err
-}
+// result returns the final error. Only call it once the job is done: the
+// error was written before the state became done.
+func (j *job) result() error { return j.err }
 
 // tryResolve makes err the job's result unless it already has one, and
 // reports whether it did. Only states in allowed may be left; pass nil to
@@ -114,15 +141,14 @@ func (j *job) result() error {
 // wake once its own bookkeeping is done, so that a waiter that runs at once
 // does not wait for the resolver's goroutine to get out of its way.
 func (j *job) tryResolve(err error, allowed ...int32) bool {
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	for {
 		s := j.state.Load()
-		if s == stateDone || (allowed != nil && !contains(allowed, s)) {
+		if s >= stateResolving || (allowed != nil && !contains(allowed, s)) {
 			return false
 		}
-		j.err = err
-		if j.state.CompareAndSwap(s, stateDone) {
+		if j.state.CompareAndSwap(s, stateResolving) {
+			j.err = err
+			j.state.Store(stateDone)
 			return true
 		}
 	}
@@ -131,7 +157,7 @@ func (j *job) tryResolve(err error, allowed ...int32) bool {
 // wake releases everyone waiting for a job that tryResolve resolved.
 func (j *job) wake() {
 	j.resolved.Done()
-	if !j.hasDone.Load() {
+	if !j.has(flagHasDone) {
 		return // nobody asked for a channel before the job was resolved
 	}
 	j.mu.Lock()
@@ -152,4 +178,4 @@ func contains(states []int32, s int32) bool {
 // wasCanceled reports whether Future.Cancel was called. A worker checks it
 // after taking the job, so a job cancelled on its way to the worker never
 // runs.
-func (j *job) wasCanceled() bool { return j.canceled.Load() }
+func (j *job) wasCanceled() bool { return j.has(flagCanceled) }

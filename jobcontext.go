@@ -2,28 +2,24 @@ package qpool
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 )
 
-// jobContext is the context a job's function receives. It lives inside the
-// job, and builds a real cancellable context only when the function first
-// needs one (Done, Value, Deadline): most jobs never look, and running them
-// then allocates no context at all. Err and the entanglement value are
-// answered without building anything.
+// jobContext is the context a job's function receives: the job itself,
+// seen through a type whose methods are those of a [context.Context]. It
+// builds a real cancellable context only when the function first needs one
+// (Done, Value, Deadline): most jobs never look, and running them then
+// allocates no context at all. Err and the entanglement value are answered
+// without building anything.
 //
 // Cancellation before the context is built is remembered as the cause and
 // applied when it is built, so the function still sees ctx.Err() and
 // context.Cause(ctx) as if the context had existed all along.
-type jobContext struct {
-	j     *job
-	phase atomic.Int32 // ctxPristine, ctxCanceled or ctxBuilt; lets Err skip the lock
+type jobContext job
 
-	lazy *lazyContext // made when built or cancelled; guarded by j.mu
-}
-
-// lazyContext is the part of a jobContext that most jobs never need, kept
-// out of line so that a job stays small.
+// lazyContext is the part of a job's context that most jobs never need,
+// kept in the job's extra part so that a job stays small. Guarded by the
+// job's mutex.
 type lazyContext struct {
 	inner  context.Context // built on demand from the pool's base context
 	cancel context.CancelCauseFunc
@@ -32,27 +28,21 @@ type lazyContext struct {
 
 var _ context.Context = (*jobContext)(nil)
 
-const (
-	ctxPristine int32 = iota // not built, not cancelled
-	ctxCanceled              // cancelled before it was built: cause is set
-	ctxBuilt                 // inner exists
-)
+// asContext returns the context j's function receives.
+func (j *job) asContext() *jobContext { return (*jobContext)(j) }
 
 // built returns the real context, building it if needed.
 func (c *jobContext) built() context.Context {
-	j := c.j
+	j := (*job)(c)
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if c.lazy == nil {
-		c.lazy = new(lazyContext)
-	}
-	l := c.lazy
+	l := &j.more().ctx
 	if l.inner == nil {
 		l.inner, l.cancel = context.WithCancelCause(j.pool.baseCtx)
 		if l.cause != nil {
 			l.cancel(l.cause)
 		}
-		c.phase.Store(ctxBuilt)
+		j.set(flagCtxBuilt)
 	}
 	return l.inner
 }
@@ -66,36 +56,34 @@ func (c *jobContext) Done() <-chan struct{} { return c.built().Done() }
 
 // Err implements [context.Context] without building the context.
 func (c *jobContext) Err() error {
-	switch c.phase.Load() {
-	case ctxPristine:
-		return nil
-	case ctxCanceled:
+	f := (*job)(c).flags.Load()
+	switch {
+	case f&flagCtxBuilt != 0:
+		return c.built().Err()
+	case f&flagCtxCanceled != 0:
 		return context.Canceled
 	}
-	return c.built().Err()
+	return nil
 }
 
 // Value implements [context.Context]. The job's entanglement is found
 // without building the context.
 func (c *jobContext) Value(key any) any {
-	if _, ok := key.(entanglementKey); ok && c.j.cfg.entanglement != nil {
-		return c.j.cfg.entanglement
+	if _, ok := key.(entanglementKey); ok && c.cfg.entanglement != nil {
+		return c.cfg.entanglement
 	}
 	return c.built().Value(key)
 }
 
 // cancelWith ends the context with cause err.
 func (c *jobContext) cancelWith(err error) {
-	j := c.j
+	j := (*job)(c)
 	j.mu.Lock()
-	if c.lazy == nil {
-		c.lazy = new(lazyContext)
-	}
-	l := c.lazy
+	l := &j.more().ctx
 	cancel := l.cancel
 	if cancel == nil && l.cause == nil {
 		l.cause = err
-		c.phase.Store(ctxCanceled)
+		j.set(flagCtxCanceled)
 	}
 	j.mu.Unlock()
 	if cancel != nil {
@@ -106,12 +94,12 @@ func (c *jobContext) cancelWith(err error) {
 // release cancels a built context once the job has returned, as
 // context.WithCancel's contract asks, so it frees its resources.
 func (c *jobContext) release() {
-	if c.phase.Load() != ctxBuilt {
+	j := (*job)(c)
+	if !j.has(flagCtxBuilt) {
 		return
 	}
-	j := c.j
 	j.mu.Lock()
-	cancel := c.lazy.cancel
+	cancel := j.more().ctx.cancel
 	j.mu.Unlock()
 	cancel(context.Canceled)
 }

@@ -3,6 +3,7 @@ package qpool_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -102,6 +103,25 @@ func TestClosedPool(t *testing.T) {
 	s := p.Stats()
 	assert.Equal(t, uint64(1), s.Submitted)
 	assert.Equal(t, uint64(1), s.Failed)
+}
+
+// TestDoneRacesResolution asks for Done, and waits with a cancellable
+// context, while workers resolve the jobs: a Done channel made at the
+// moment its job resolves must still be closed (the two sides meet on the
+// job's flags and state without a lock). A missed close hangs the test.
+func TestDoneRacesResolution(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2), qpool.WithResultTTL(0))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	for i := range 20_000 {
+		f := p.Schedule(fmt.Sprint("job-", i), func() (any, error) { return i, nil })
+		if i%2 == 0 {
+			<-f.Done()
+		}
+		v, err := f.Wait(ctx)
+		require.NoError(t, err)
+		require.Equal(t, i, v)
+	}
 }
 
 func TestSubmitTyped(t *testing.T) {

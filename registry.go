@@ -108,7 +108,7 @@ func (p *Pool) dependency(j *job, id string) (*job, error) {
 	// looks at its state before the announcement. One of the two sees
 	// the other (both are sequentially consistent atomics), so either
 	// this call finds d done, or d's release takes p.mu and finds j.
-	d.hasDependents.Store(true)
+	d.set(flagHasDependents)
 	if !d.isDone() {
 		return d, nil
 	}
@@ -154,15 +154,16 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 // that may now run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	p.ids.finished(j)
-	if len(j.cfg.deps) == 0 && !j.hasDependents.Load() {
+	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {
 		return nil, nil // the common case: no dependency bookkeeping
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ds := j.deps
-	if ds == nil {
+	x := j.extra.Load()
+	if x == nil {
 		return nil, nil
 	}
+	ds := &x.deps
 	if ds.pending > 0 { // resolved while waiting
 		ds.pending = 0
 		p.waiting.Add(-1)
@@ -173,7 +174,8 @@ func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 		case err != nil:
 			failed = append(failed, d)
 		default:
-			if d.deps.pending--; d.deps.pending == 0 {
+			dd := d.depState()
+			if dd.pending--; dd.pending == 0 {
 				p.waiting.Add(-1)
 				ready = append(ready, d)
 			}
@@ -220,9 +222,9 @@ func (p *Pool) cancelJob(j *job) {
 	if j.isDone() {
 		return
 	}
-	j.canceled.Store(true)
+	j.set(flagCanceled)
 	if !p.resolve(j, jobError(j.id, context.Canceled), false, stateWaiting, stateQueued) {
-		j.ctx.cancelWith(context.Canceled) // running: its function decides
+		j.asContext().cancelWith(context.Canceled) // running: its function decides
 	}
 }
 
@@ -236,7 +238,7 @@ func (p *Pool) abort(err error) {
 	err = p.abortErr
 	for _, j := range p.ids.unresolved() {
 		if !p.resolve(j, jobError(j.id, err), false, stateWaiting, stateQueued) {
-			j.ctx.cancelWith(err)
+			j.asContext().cancelWith(err)
 		}
 	}
 	p.drain(err)

@@ -237,7 +237,7 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 	if j.wasCanceled() {
 		return jobError(j.id, context.Canceled), false
 	}
-	ctx := &j.ctx
+	ctx := j.asContext()
 	defer ctx.release()
 	for attempt := 1; ; attempt++ {
 		err, panicked = p.attempt(ctx, j)
