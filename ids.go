@@ -17,6 +17,13 @@ const (
 
 // idRegistry maps job IDs to jobs while they wait, queue or run, and for the
 // result TTL after they end.
+//
+// Without a TTL a finished job is not removed when it ends: its entry
+// stays, ignored, until the submitter that fills the table sweeps finished
+// entries out (see add). So the workers never touch the registry, and its
+// locks and tables stay on the submitting goroutine's core. A finished job
+// is then kept alive until the next sweep: never more jobs than the table
+// has slots, which is at most four times the jobs unresolved at once.
 type idRegistry struct {
 	seed   maphash.Seed
 	ttl    time.Duration
@@ -52,7 +59,11 @@ func (r *idRegistry) get(id string) *job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(r)
-	return s.jobs.find(h, id)
+	j := s.jobs.find(h, id)
+	if j != nil && r.ttl <= 0 && j.isDone() {
+		return nil // finished, and not yet swept out
+	}
+	return j
 }
 
 // add registers j unless a job with its ID is still unresolved.
@@ -64,19 +75,22 @@ func (r *idRegistry) add(j *job) bool {
 	if old := s.jobs.find(h, j.id); old != nil && !old.isDone() {
 		return false
 	}
+	if r.ttl <= 0 && s.jobs.full() {
+		s.jobs.sweep((*job).isDone)
+	}
 	s.jobs.put(h, j)
 	return true
 }
 
-// finished retains a resolved job for the TTL, or forgets it.
+// finished retains a resolved job for the TTL. Without a TTL it does
+// nothing: add sweeps finished jobs out.
 func (r *idRegistry) finished(j *job) {
+	if r.ttl <= 0 {
+		return
+	}
 	s, h := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.ttl <= 0 {
-		s.jobs.remove(h, j) // unless replaced, or dropped by Close
-		return
-	}
 	if s.jobs.find(h, j.id) == j {
 		s.retained = append(s.retained, retainedJob{j, time.Now().Add(r.ttl)})
 	}

@@ -36,9 +36,13 @@ func (t *idTable) find(h uint64, id string) *job {
 	return nil
 }
 
+// full reports whether the next put would grow the table: it is kept at
+// most three quarters full.
+func (t *idTable) full() bool { return 4*(t.n+1) > 3*len(t.slots) }
+
 // put registers j under its ID (hash h), replacing any job with that ID.
 func (t *idTable) put(h uint64, j *job) {
-	if 4*(t.n+1) > 3*len(t.slots) { // at most three quarters full
+	if t.full() {
 		t.resize(max(2*len(t.slots), minTable))
 	}
 	mask := uint64(len(t.slots) - 1)
@@ -66,6 +70,30 @@ func (t *idTable) remove(h uint64, j *job) bool {
 			return false
 		}
 	}
+	t.removeAt(i)
+	return true
+}
+
+// sweep removes every job for which drop returns true, and doubles the
+// table if it is still more than half full: so a table that keeps filling
+// with live jobs grows, and the sweeps of one that does not cost a constant
+// number of slots per put.
+func (t *idTable) sweep(drop func(*job) bool) {
+	for i := 0; i < len(t.slots); {
+		if j := t.slots[i].j; j != nil && drop(j) {
+			t.removeAt(uint64(i))
+			continue // the shift may have moved another entry into i
+		}
+		i++
+	}
+	if 2*t.n > len(t.slots) {
+		t.resize(2 * len(t.slots))
+	}
+}
+
+// removeAt empties slot i, which holds an entry.
+func (t *idTable) removeAt(i uint64) {
+	mask := uint64(len(t.slots) - 1)
 	// Shift back every later entry of the run that may sit at i: one
 	// whose home slot is not cyclically within (i, k].
 	for k := (i + 1) & mask; t.slots[k].j != nil; k = (k + 1) & mask {
@@ -77,7 +105,6 @@ func (t *idTable) remove(h uint64, j *job) bool {
 	}
 	t.slots[i] = idSlot{}
 	t.n--
-	return true
 }
 
 // resize moves every entry into a table of size slots.

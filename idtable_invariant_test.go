@@ -81,7 +81,8 @@ func TestCheckerFindsAHole(t *testing.T) {
 }
 
 // TestIDTableInvariants runs puts (new and replacing), removes of the
-// current job, of a replaced job and of an unknown one, against a model,
+// current job, of a replaced job and of an unknown one, and sweeps of a
+// random part of the jobs, against a model,
 // with hashes crowded on few homes near the table's end (runs wrap) and
 // spread across growing sizes (resizes with wrapped runs).
 func TestIDTableInvariants(t *testing.T) {
@@ -104,7 +105,7 @@ func TestIDTableInvariants(t *testing.T) {
 		for op := range 3000 {
 			id := fmt.Sprint("id", rng.IntN(ids))
 			h := hashOf(id)
-			switch rng.IntN(5) {
+			switch rng.IntN(6) {
 			case 0, 1:
 				j := &job{id: id}
 				if old := model[id]; old != nil {
@@ -123,6 +124,18 @@ func TestIDTableInvariants(t *testing.T) {
 				}
 			case 4:
 				require.False(t, tab.remove(h, &job{id: id}))
+			case 5:
+				if rng.IntN(8) > 0 {
+					break // sweeps are rarer, so that runs grow long
+				}
+				dead := map[*job]bool{}
+				for mid, j := range model {
+					if rng.IntN(2) == 0 {
+						dead[j] = true
+						delete(model, mid)
+					}
+				}
+				tab.sweep(func(j *job) bool { return dead[j] })
 			}
 			checkIDTable(t, &tab)
 			for mid, want := range model {
@@ -140,6 +153,45 @@ func TestIDTableInvariants(t *testing.T) {
 		tab.reset()
 		require.Nil(t, tab.find(hashOf("id0"), "id0"))
 		require.False(t, tab.remove(hashOf("id0"), &job{id: "id0"}))
+	}
+}
+
+// TestIDTableSweepsStayBounded drives a table as the registry does
+// without a TTL: jobs are never removed, they finish a fixed number of puts
+// after they were put, and a put into a full table sweeps finished jobs
+// first. The table must stay within four times the unfinished jobs, and
+// the sweeps must look at no more than three jobs per put (after a sweep
+// the table is at most half full, so the next one comes a quarter of the
+// slots later and looks at three quarters of them).
+func TestIDTableSweepsStayBounded(t *testing.T) {
+	for _, live := range []int{1, 7, 100, 190, 1000, 1500} {
+		var tab idTable
+		var window []*job // unfinished jobs, oldest first
+		looked := 0
+		const puts = 20_000
+		for i := range puts {
+			if len(window) == live {
+				window[0].state.Store(stateDone)
+				window = window[1:]
+			}
+			if tab.full() {
+				tab.sweep(func(j *job) bool { looked++; return j.isDone() })
+			}
+			j := &job{id: fmt.Sprint(i)}
+			tab.put(uint64(i)*0x9E3779B97F4A7C15, j)
+			window = append(window, j)
+			if i%97 == 0 {
+				checkIDTable(t, &tab)
+			}
+		}
+		checkIDTable(t, &tab)
+		t.Logf("live %d: %d slots, sweeps looked at %.2f jobs per put", live, len(tab.slots), float64(looked)/puts)
+		require.LessOrEqual(t, len(tab.slots), max(4*live, minTable), "live %d", live)
+		require.LessOrEqual(t, looked, 3*puts, "live %d: jobs looked at by sweeps", live)
+		for k, j := range window { // every unfinished job is still found
+			i := puts - len(window) + k
+			require.Same(t, j, tab.find(uint64(i)*0x9E3779B97F4A7C15, j.id), "live %d", live)
+		}
 	}
 }
 

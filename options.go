@@ -122,8 +122,9 @@ type resultTTLOption time.Duration
 
 // WithResultTTL sets how long a finished job stays reachable by its ID,
 // through [Pool.Result] and as a dependency (default [DefaultResultTTL]).
-// Zero or less forgets a job as soon as it ends. Finished jobs are dropped
-// lazily, on later submissions and lookups, and all at once by Close.
+// Zero or less forgets a job as soon as it ends: its ID is free again and
+// Result no longer finds it. Finished jobs are dropped from memory lazily,
+// on later submissions and lookups, and all at once by Close.
 func WithResultTTL(d time.Duration) Option { return resultTTLOption(d) }
 
 func (o resultTTLOption) applyPool(c *poolConfig) { c.resultTTL = max(time.Duration(o), 0) }

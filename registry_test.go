@@ -3,10 +3,12 @@ package qpool_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+	"weak"
 
 	"github.com/qpool/qpool"
 	"github.com/stretchr/testify/require"
@@ -74,6 +76,28 @@ func TestTTLZeroForgetsAndReuses(t *testing.T) {
 	}
 	_, err := qpool.Submit(p, "dep", valueFn(0), qpool.WithDependencies("same")).Wait(t.Context())
 	require.ErrorIs(t, err, qpool.ErrInvalidJob)
+}
+
+// TestTTLZeroReleasesFinishedJobs: without a TTL the registry drops a
+// finished job lazily (a later submission into its shard sweeps it out), so
+// a job whose future is gone must still become garbage once enough other
+// jobs have gone through.
+func TestTTLZeroReleasesFinishedJobs(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(0))
+	defer p.Close()
+	f := qpool.Submit(p, "first", valueFn(1))
+	_, err := f.Wait(t.Context())
+	require.NoError(t, err)
+	w := weak.Make(f)
+	f = nil
+	for i := range 20_000 {
+		p.Schedule(fmt.Sprint("job-", i), func() (any, error) { return i, nil })
+	}
+	p.Wait()
+	runtime.GC()
+	require.Nil(t, w.Value(), "a finished job is still reachable")
+	_, ok := p.Result("first")
+	require.False(t, ok)
 }
 
 // TestManyIDsRetainedAndExpired registers many IDs at once (tables
