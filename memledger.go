@@ -52,7 +52,6 @@ type memCell struct {
 // tombstone marks a deletion in a memEntry.
 var tombstone = &struct{ byte }{}
 
-
 // MemoryLedger is the in-memory [Ledger]: the default of every entanglement
 // and the reference implementation of the ledger semantics.
 //
