@@ -40,6 +40,34 @@ func TestCloseReleasesSubmittersBlockedOnFullQueue(t *testing.T) {
 	assert.NoError(t, err, "Close runs everything accepted")
 }
 
+// TestSubmittersBlockedOnFullQueueAllRun floods small queues from many
+// goroutines: submitters that find the queue full wait for it to drain to
+// half (or for a worker to go idle, the only signal a queue of size 0
+// gives), and every one of their tasks must still run.
+func TestSubmittersBlockedOnFullQueueAllRun(t *testing.T) {
+	for _, c := range []struct{ size, workers, submitters int }{
+		{0, 1, 1}, {0, 1, 16}, {1, 2, 16}, {2, 1, 1}, {7, 2, 16}, {64, 2, 16},
+	} {
+		p := newTestPool(t, qpool.WithWorkers(c.workers), qpool.WithQueueSize(c.size))
+		submitters, each := c.submitters, 8000/c.submitters
+		var ran atomic.Int64
+		var wg sync.WaitGroup
+		for range submitters {
+			wg.Go(func() {
+				for range each {
+					if err := p.Go(func() { ran.Add(1) }); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		p.Wait()
+		require.Equal(t, int64(submitters*each), ran.Load(), "%+v", c)
+	}
+}
+
 func TestEveryWorkerPanicsAtOnce(t *testing.T) {
 	const workers = 4
 	p := newTestPool(t, qpool.WithWorkers(workers))

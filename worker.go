@@ -14,27 +14,23 @@ func (p *Pool) enqueue(t task) error {
 	if p.idle.Load() == 0 && p.spawn(t) {
 		return nil
 	}
-	select {
-	case p.tasks <- t:
-		p.ensureWorker()
-		return nil
-	default:
-	}
-	if p.spawn(t) {
+	if p.trySend(t) || p.spawn(t) {
 		return nil
 	}
 	if p.cfg.nonBlocking {
 		return ErrQueueFull
 	}
-	if p.closed.Load() {
-		return p.closedErr() // Close began: do not wait for room
-	}
+	return p.waitForRoom(t)
+}
+
+// trySend queues t if the queue has room.
+func (p *Pool) trySend(t task) bool {
 	select {
 	case p.tasks <- t:
 		p.ensureWorker()
-		return nil
-	case <-p.closing:
-		return p.closedErr()
+		return true
+	default:
+		return false
 	}
 }
 
@@ -126,8 +122,12 @@ func (w *workerState) receive() (task, bool) {
 	p := w.pool
 	select {
 	case t := <-p.tasks:
+		p.tookTask()
 		return t, true
 	default:
+	}
+	if p.room.waiting() {
+		p.room.signal() // the queue is empty: nobody should wait for room
 	}
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
@@ -136,6 +136,7 @@ func (w *workerState) receive() (task, bool) {
 	defer p.idle.Add(-1)
 	select {
 	case t := <-p.tasks:
+		p.tookTask()
 		return t, true
 	case <-p.quit:
 		return task{}, false
