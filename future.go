@@ -62,10 +62,9 @@ func (c *plainCall) forget()                 { c.fn = nil }
 // future is cancelled, and when the pool shuts down; it carries the values of
 // the pool's context ([WithContext]).
 //
-// Submit blocks on a full queue (until it has drained to half), unless the
-// pool was built with [WithNonBlocking]. It never panics on bad input: an
-// empty id, a nil fn, a duplicate id and a closed pool resolve the returned
-// future with
+// Submit blocks while the queue is full, unless the pool was built with
+// [WithNonBlocking]. It never panics on bad input: an empty id, a nil fn, a
+// duplicate id and a closed pool resolve the returned future with
 // [ErrInvalidJob], [ErrDuplicateJob] or [ErrPoolClosed].
 func Submit[T any](p *Pool, id string, fn func(ctx context.Context) (T, error), opts ...JobOption) *Future[T] {
 	c := &call[T]{fn: fn}

@@ -13,8 +13,7 @@ import (
 //
 // Workers start on demand, up to the worker limit, and exit after
 // [WithIdleTimeout] without work, so an idle pool holds no goroutines. A
-// full queue blocks submitters until it has drained to half (or fails them,
-// with [WithNonBlocking]).
+// full queue blocks submitters (or fails them, with [WithNonBlocking]).
 //
 // All methods are safe for concurrent use. The zero value is not usable:
 // build a pool with [NewPool] and end it with [Pool.Close] or
@@ -24,7 +23,6 @@ type Pool struct {
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 
 	tasks   chan task     // the queue
-	room    roomSignal    // submitters waiting for room in a full queue
 	closing chan struct{} // closed when intake stops: wakes blocked submitters
 	aborted chan struct{} // closed when queued jobs must fail instead of run
 	quit    chan struct{} // closed when the pool is finished: idle workers exit
@@ -86,7 +84,7 @@ func NewPool(opts ...Option) *Pool {
 
 // Go runs fn on a worker, with no ID and no future: the cheapest way to run
 // a function, with no allocation of its own. A panic in fn is recovered,
-// counted in [Stats].Panicked and logged. Go blocks on a full queue
+// counted in [Stats].Panicked and logged. Go blocks while the queue is full
 // unless the pool was built with [WithNonBlocking], and returns
 // [ErrPoolClosed] or [ErrQueueFull] when fn was not accepted, or
 // [ErrInvalidJob] for a nil fn.

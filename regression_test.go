@@ -40,10 +40,9 @@ func TestCloseReleasesSubmittersBlockedOnFullQueue(t *testing.T) {
 	assert.NoError(t, err, "Close runs everything accepted")
 }
 
-// TestSubmittersBlockedOnFullQueueAllRun floods small queues from many
-// goroutines: submitters that find the queue full wait for it to drain to
-// half (or for a worker to go idle, the only signal a queue of size 0
-// gives), and every one of their tasks must still run.
+// TestSubmittersBlockedOnFullQueueAllRun floods small queues (and no
+// queue) from one and from many goroutines: every task of a submitter that
+// blocked on a full queue must still run.
 func TestSubmittersBlockedOnFullQueueAllRun(t *testing.T) {
 	for _, c := range []struct{ size, workers, submitters int }{
 		{0, 1, 1}, {0, 1, 16}, {1, 2, 16}, {2, 1, 1}, {7, 2, 16}, {64, 2, 16},

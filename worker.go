@@ -14,23 +14,27 @@ func (p *Pool) enqueue(t task) error {
 	if p.idle.Load() == 0 && p.spawn(t) {
 		return nil
 	}
-	if p.trySend(t) || p.spawn(t) {
+	select {
+	case p.tasks <- t:
+		p.ensureWorker()
+		return nil
+	default:
+	}
+	if p.spawn(t) {
 		return nil
 	}
 	if p.cfg.nonBlocking {
 		return ErrQueueFull
 	}
-	return p.waitForRoom(t)
-}
-
-// trySend queues t if the queue has room.
-func (p *Pool) trySend(t task) bool {
+	if p.closed.Load() {
+		return p.closedErr() // Close began: do not wait for room
+	}
 	select {
 	case p.tasks <- t:
 		p.ensureWorker()
-		return true
-	default:
-		return false
+		return nil
+	case <-p.closing:
+		return p.closedErr()
 	}
 }
 
@@ -122,12 +126,8 @@ func (w *workerState) receive() (task, bool) {
 	p := w.pool
 	select {
 	case t := <-p.tasks:
-		p.tookTask()
 		return t, true
 	default:
-	}
-	if p.room.waiting() {
-		p.room.signal() // the queue is empty: nobody should wait for room
 	}
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
@@ -136,7 +136,6 @@ func (w *workerState) receive() (task, bool) {
 	defer p.idle.Add(-1)
 	select {
 	case t := <-p.tasks:
-		p.tookTask()
 		return t, true
 	case <-p.quit:
 		return task{}, false
