@@ -31,9 +31,17 @@ type Pool struct {
 	maxWorkers atomic.Int64
 	workers    atomic.Int64 // live worker goroutines
 	idle       atomic.Int64 // workers waiting in the queue
-	running    atomic.Int64 // jobs in their function now
-	pending    atomic.Int64 // accepted, not yet resolved
-	stats      counters
+
+	// The counters every job writes, kept apart by writer (a cache line of
+	// padding between groups), so that a submitter and the workers do not
+	// take a line from each other on every job for a counter the other
+	// never writes. pending is written by both.
+	_       [64]byte
+	pending atomic.Int64 // accepted, not yet resolved
+	_       [64]byte
+	stats   counters     // submitted by submitters, the rest by workers
+	running atomic.Int64 // jobs in their function now; written by workers
+	_       [64]byte
 
 	wg sync.WaitGroup // workers, dependent hand-offs and the context watcher
 

@@ -20,8 +20,12 @@ type Stats struct {
 	Retried   uint64 // attempts that were followed by another attempt
 }
 
+// counters are the pool's cumulative counts. submitted is written by
+// submitters, the others by workers: a line of padding keeps them apart.
 type counters struct {
-	submitted, succeeded, failed, panicked, retried atomic.Uint64
+	submitted                            atomic.Uint64
+	_                                    [64]byte
+	succeeded, failed, panicked, retried atomic.Uint64
 }
 
 // Stats returns the pool's counters. The fields are read one by one, so a
