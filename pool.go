@@ -3,6 +3,7 @@ package qpool
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -21,6 +22,7 @@ import (
 type Pool struct {
 	cfg     poolConfig
 	baseCtx context.Context // cfg.ctx's values without its cancellation
+	procs   int             // GOMAXPROCS when the pool was built
 
 	tasks   chan task     // the queue
 	closing chan struct{} // closed when intake stops: wakes blocked submitters
@@ -73,6 +75,7 @@ func NewPool(opts ...Option) *Pool {
 	p := &Pool{
 		cfg:     cfg,
 		baseCtx: context.WithoutCancel(cfg.ctx),
+		procs:   runtime.GOMAXPROCS(0),
 		tasks:   make(chan task, cfg.queueSize),
 		closing: make(chan struct{}),
 		aborted: make(chan struct{}),

@@ -41,11 +41,13 @@ func TestCloseReleasesSubmittersBlockedOnFullQueue(t *testing.T) {
 }
 
 // TestSubmittersBlockedOnFullQueueAllRun floods small queues (and no
-// queue) from one and from many goroutines: every task of a submitter that
-// blocked on a full queue must still run.
+// queue) from one and from many goroutines, with fewer and with more
+// workers than processors: every task of a submitter that blocked on a full
+// queue must still run.
 func TestSubmittersBlockedOnFullQueueAllRun(t *testing.T) {
 	for _, c := range []struct{ size, workers, submitters int }{
 		{0, 1, 1}, {0, 1, 16}, {1, 2, 16}, {2, 1, 1}, {7, 2, 16}, {64, 2, 16},
+		{2, 4 * runtime.GOMAXPROCS(0), 4}, // more workers than processors: submitters yield first
 	} {
 		p := newTestPool(t, qpool.WithWorkers(c.workers), qpool.WithQueueSize(c.size))
 		submitters, each := c.submitters, 8000/c.submitters

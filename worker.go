@@ -3,6 +3,7 @@ package qpool
 import (
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"runtime/debug"
 	"time"
 )
@@ -29,12 +30,34 @@ func (p *Pool) enqueue(t task) error {
 	if p.closed.Load() {
 		return p.closedErr() // Close began: do not wait for room
 	}
+	if p.workers.Load() > int64(p.procs) && p.yieldForRoom(t) {
+		return nil
+	}
 	select {
 	case p.tasks <- t:
 		p.ensureWorker()
 		return nil
 	case <-p.closing:
 		return p.closedErr()
+	}
+}
+
+// yieldForRoom lets other goroutines run once, then queues t if that made
+// room. A pool with more workers than processors runs functions that
+// block, so workers that have just woken are often waiting for a processor
+// while the submitter holds one: yielding lets one of them take a task,
+// which costs the submitter less than parking until a slot frees up and
+// being woken. A pool with no more workers than processors has them running
+// already; there a yield only puts the submitter behind them, so it parks
+// at once.
+func (p *Pool) yieldForRoom(t task) bool {
+	runtime.Gosched()
+	select {
+	case p.tasks <- t:
+		p.ensureWorker()
+		return true
+	default:
+		return false
 	}
 }
 
