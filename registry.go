@@ -59,8 +59,7 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 		if !p.ids.add(j) {
 			return false, jobError(j.id, ErrDuplicateJob)
 		}
-		j.state.Store(stateQueued)
-		return true, nil
+		return p.queued(j), nil
 	}
 	// Dependencies are linked under p.mu, which every release of a job
 	// with dependents takes too, so a dependency cannot finish unseen
@@ -89,8 +88,15 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 		p.waiting.Add(1)
 		return false, nil // state stays stateWaiting
 	}
-	j.state.Store(stateQueued)
-	return true, nil
+	return p.queued(j), nil
+}
+
+// queued moves a just registered job from waiting to queued, and reports
+// whether it did. Once registered the job can be found by its ID, so a
+// Cancel or an abort may have resolved it already: then it must not be
+// queued, or it would be resolved a second time.
+func (p *Pool) queued(j *job) bool {
+	return j.state.CompareAndSwap(stateWaiting, stateQueued)
 }
 
 // dependency looks up the job j depends on by id. It returns nil when that

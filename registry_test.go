@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -76,6 +77,52 @@ func TestTTLZeroForgetsAndReuses(t *testing.T) {
 	}
 	_, err := qpool.Submit(p, "dep", valueFn(0), qpool.WithDependencies("same")).Wait(t.Context())
 	require.ErrorIs(t, err, qpool.ErrInvalidJob)
+}
+
+// TestCancelWhileRegistering cancels each job through Pool.Result the
+// moment its ID becomes visible, racing the submission that registers it:
+// a job cancelled between its registration and its queueing must not be
+// queued anyway (it would run and be resolved a second time, which
+// panicked), and the counters must add up.
+func TestCancelWhileRegistering(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(0))
+	var target atomic.Pointer[string]
+	target.Store(new(string))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { // the canceller
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if f, ok := p.Result(*target.Load()); ok {
+				f.Cancel()
+			}
+		}
+	})
+	var ran atomic.Int64
+	const n = 100_000
+	canceled := 0
+	for i := range n {
+		id := fmt.Sprint("r-", i)
+		target.Store(&id)
+		_, err := p.Schedule(id, func() (any, error) { ran.Add(1); return nil, nil }).Wait(t.Context())
+		if err != nil {
+			require.ErrorIs(t, err, context.Canceled)
+			canceled++
+		}
+	}
+	close(stop)
+	wg.Wait()
+	require.NoError(t, p.Close())
+	s := p.Stats()
+	require.Equal(t, uint64(n), s.Submitted)
+	require.Equal(t, s.Submitted, s.Succeeded+s.Failed)
+	require.Equal(t, uint64(canceled), s.Failed)
+	require.Equal(t, int64(n-canceled), ran.Load(), "every job ran unless cancelled first")
+	t.Logf("%d of %d cancelled", canceled, n)
 }
 
 // TestTTLZeroReleasesFinishedJobs: without a TTL the registry drops a
