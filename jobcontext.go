@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -14,7 +15,9 @@ import (
 //
 // Cancellation before the context is built is remembered as the cause and
 // applied when it is built, so the function still sees ctx.Err() and
-// context.Cause(ctx) as if the context had existed all along.
+// context.Cause(ctx) as if the context had existed all along. The same
+// holds for the job's end: a context first looked at after the job was
+// resolved (by a goroutine the function started, say) is already done.
 type jobContext job
 
 // lazyContext is the part of a job's context that most jobs never need,
@@ -28,8 +31,13 @@ type lazyContext struct {
 
 var _ context.Context = (*jobContext)(nil)
 
-// asContext returns the context j's function receives.
+// asContext returns the context j's function receives: the job itself, so
+// that running a job allocates no context.
 func (j *job) asContext() *jobContext { return (*jobContext)(j) }
+
+// String implements [fmt.Stringer], so that printing the context shows
+// the job it belongs to rather than the job's fields.
+func (c *jobContext) String() string { return "qpool job " + strconv.Quote(c.id) + " context" }
 
 // built returns the real context, building it if needed.
 func (c *jobContext) built() context.Context {
@@ -39,10 +47,16 @@ func (c *jobContext) built() context.Context {
 	l := &j.more().ctx
 	if l.inner == nil {
 		l.inner, l.cancel = context.WithCancelCause(j.pool.baseCtx)
-		if l.cause != nil {
-			l.cancel(l.cause)
-		}
 		j.set(flagCtxBuilt)
+		switch {
+		case l.cause != nil:
+			l.cancel(l.cause)
+		case j.state.Load() >= stateResolving:
+			// The job has ended, and release may have looked for a
+			// built context before the flag was set: it sets the state
+			// before it looks, this sets the flag before it looks.
+			l.cancel(context.Canceled)
+		}
 	}
 	return l.inner
 }
@@ -60,7 +74,7 @@ func (c *jobContext) Err() error {
 	switch {
 	case f&flagCtxBuilt != 0:
 		return c.built().Err()
-	case f&flagCtxCanceled != 0:
+	case f&flagCtxCanceled != 0, c.state.Load() >= stateResolving:
 		return context.Canceled
 	}
 	return nil
@@ -91,8 +105,9 @@ func (c *jobContext) cancelWith(err error) {
 	}
 }
 
-// release cancels a built context once the job has returned, as
-// context.WithCancel's contract asks, so it frees its resources.
+// release cancels a built context once the job has been resolved, as
+// context.WithCancel's contract asks, so it frees its resources. A context
+// built later is cancelled as it is built (see built).
 func (c *jobContext) release() {
 	j := (*job)(c)
 	if !j.has(flagCtxBuilt) {

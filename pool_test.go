@@ -503,6 +503,36 @@ func TestContextValuesReachJobs(t *testing.T) {
 	assert.Equal(t, "v", v)
 }
 
+// TestJobContextEndsWithTheJob: a job's context is done once the job has
+// ended, whether it was first looked at while the function ran or only
+// afterwards (by a goroutine the function started), and printing it shows
+// the job rather than its fields.
+func TestJobContextEndsWithTheJob(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(1))
+	var early, late context.Context
+	_, err := wait(t, qpool.Submit(p, "early", func(ctx context.Context) (int, error) {
+		early = ctx
+		select {
+		case <-ctx.Done(): // built while the job runs
+			return 0, errors.New("done while the job runs")
+		default:
+			return 0, nil
+		}
+	}))
+	require.NoError(t, err)
+	_, err = wait(t, qpool.Submit(p, "late", func(ctx context.Context) (int, error) {
+		late = ctx
+		require.NoError(t, ctx.Err())
+		return 0, nil
+	}))
+	require.NoError(t, err)
+	for name, ctx := range map[string]context.Context{"early": early, "late": late} {
+		<-ctx.Done() // hangs the test if the context never ends
+		require.ErrorIs(t, ctx.Err(), context.Canceled, name)
+		require.Contains(t, fmt.Sprint(ctx), `"`+name+`"`)
+	}
+}
+
 func TestFutureWaitContext(t *testing.T) {
 	p := newTestPool(t)
 	g := make(gate)

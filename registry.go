@@ -135,6 +135,7 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	if !j.tryResolve(err, allowed...) {
 		return false
 	}
+	j.asContext().release()
 	switch {
 	case err == nil:
 		p.stats.succeeded.Add(1)

@@ -260,8 +260,7 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 	if j.wasCanceled() {
 		return jobError(j.id, context.Canceled), false
 	}
-	ctx := j.asContext()
-	defer ctx.release()
+	ctx := j.asContext() // ended by resolve, however the attempts end
 	for attempt := 1; ; attempt++ {
 		err, panicked = p.attempt(ctx, j)
 		if err == nil || panicked || attempt >= j.cfg.attempts || ctx.Err() != nil {
