@@ -59,8 +59,8 @@ func (c *plainCall) forget()                 { c.fn = nil }
 
 // Submit schedules fn on p under id and returns its future. fn receives a
 // context that ends when the job's timeout passes ([WithTimeout]), when the
-// future is cancelled, and when the pool shuts down; it carries the values of
-// the pool's context ([WithContext]).
+// future is cancelled, when the pool shuts down, and once the job has ended;
+// it carries the values of the pool's context ([WithContext]).
 //
 // Submit blocks while the queue is full, unless the pool was built with
 // [WithNonBlocking]. It never panics on bad input: an empty id, a nil fn, a
@@ -83,7 +83,8 @@ func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *F
 	return &c.fut
 }
 
-// start fills in a new job, which r embeds, and submits it.
+// start fills in a new job, which r embeds, and submits it: the one path
+// that Submit's and Schedule's call types share.
 func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) {
 	j.id, j.r, j.pool = id, r, p
 	j.resolved.Add(1)

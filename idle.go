@@ -10,7 +10,8 @@ import (
 // worker's select would be added to and removed from the runtime's timer
 // heap on every idle spell, which costs more than the job itself on the
 // hot path. When it fires and no job was submitted since the last firing,
-// it hands each idle worker an empty task, which tells it to exit.
+// it hands each idle worker an empty task, which tells it to exit. Each
+// firing also sweeps finished jobs out of the ID registry (without a TTL).
 type idleReaper struct {
 	mu       sync.Mutex // guards the fields below
 	timer    *time.Timer
@@ -56,6 +57,7 @@ func (p *Pool) reapIdle() {
 	quiet := seen == r.lastSeen
 	r.lastSeen = seen
 	r.mu.Unlock()
+	p.ids.sweepFinished() // once per idle timeout: cheap, and bounds how long finished jobs stay
 	if quiet {
 		for n := p.idle.Load(); n > 0; n-- {
 			select {

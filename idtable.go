@@ -2,13 +2,13 @@ package qpool
 
 // idTable is a hash table from job ID to job, for one registry shard. It
 // replaces a map[string]*job because of the registry's traffic: every job
-// inserts a new ID and deletes it again moments later. A Go map leaves a
-// tombstone per deletion, and a lookup of a new ID (every insert starts
-// with one) probes past them until the map tidies itself; here deletion
-// shifts the following entries back (linear probing), so probes stay
-// short whatever the churn. The caller hashes each ID once, for the shard
-// and the table both, and a deletion finds its job by pointer, without
-// comparing strings.
+// inserts a new ID, and the ID goes again soon after the job ends. A Go map
+// leaves a tombstone per deletion, and a lookup of a new ID (every insert
+// starts with one) probes past them until the map tidies itself; here
+// deletion shifts the following entries back (linear probing), so probes
+// stay short whatever the churn. The caller hashes each ID once, for the
+// shard and the table both. A deletion finds its job by pointer, without
+// comparing strings, or a sweep drops every job a predicate picks.
 type idTable struct {
 	slots []idSlot // a power of two long, or nil; j == nil marks a free slot
 	n     int      // jobs held
@@ -19,8 +19,10 @@ type idSlot struct {
 	j    *job
 }
 
-// minTable is the smallest table allocated.
-const minTable = 16
+// minTable is the smallest table allocated. It is small because, without a
+// result TTL, a table also holds finished jobs until its next sweep, which
+// comes when it is three quarters full.
+const minTable = 4
 
 // find returns the job registered under id, or nil.
 func (t *idTable) find(h uint64, id string) *job {
@@ -74,10 +76,7 @@ func (t *idTable) remove(h uint64, j *job) bool {
 	return true
 }
 
-// sweep removes every job for which drop returns true, and doubles the
-// table if it is still more than half full: so a table that keeps filling
-// with live jobs grows, and the sweeps of one that does not cost a constant
-// number of slots per put.
+// sweep removes every job for which drop returns true.
 func (t *idTable) sweep(drop func(*job) bool) {
 	for i := 0; i < len(t.slots); {
 		if j := t.slots[i].j; j != nil && drop(j) {
@@ -86,6 +85,13 @@ func (t *idTable) sweep(drop func(*job) bool) {
 		}
 		i++
 	}
+}
+
+// tidy sweeps a full table, then doubles it if it is still more than half
+// full: so a table that keeps filling with live jobs grows, and the sweeps
+// of one that does not cost a constant number of slots per put.
+func (t *idTable) tidy(drop func(*job) bool) {
+	t.sweep(drop)
 	if 2*t.n > len(t.slots) {
 		t.resize(2 * len(t.slots))
 	}

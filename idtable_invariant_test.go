@@ -175,7 +175,7 @@ func TestIDTableSweepsStayBounded(t *testing.T) {
 				window = window[1:]
 			}
 			if tab.full() {
-				tab.sweep(func(j *job) bool { looked++; return j.isDone() })
+				tab.tidy(func(j *job) bool { looked++; return j.isDone() })
 			}
 			j := &job{id: fmt.Sprint(i)}
 			tab.put(uint64(i)*0x9E3779B97F4A7C15, j)

@@ -67,7 +67,7 @@ type job struct {
 	err      error          // final error: written once, before state becomes done
 	done     chan struct{}  // made by the first Done or ctx-aware Wait
 
-	extra atomic.Pointer[jobExtra] // made by the first job that needs it
+	extra atomic.Pointer[jobExtra] // made by the first dependency link or context build
 }
 
 // jobExtra is the part of a job that most jobs never need: dependency links

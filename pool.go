@@ -50,7 +50,7 @@ type Pool struct {
 	ids     idRegistry   // jobs by ID
 	waiting atomic.Int64 // jobs waiting for dependencies
 
-	mu      sync.Mutex // guards dependency links (job.deps); allDone's lock
+	mu      sync.Mutex // guards dependency links (jobExtra.deps); allDone's lock
 	allDone *sync.Cond // signalled when pending reaches zero
 
 	abortErr error // why queued jobs fail; set once before aborted closes

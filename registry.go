@@ -157,8 +157,9 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	return true
 }
 
-// release unregisters or retains a resolved job and returns its dependents
-// that may now run, and those that must fail.
+// release retains a resolved job for the result TTL (without a TTL the
+// registry's sweeps drop it later) and returns its dependents that may now
+// run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	p.ids.finished(j)
 	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {

@@ -147,6 +147,39 @@ func TestTTLZeroReleasesFinishedJobs(t *testing.T) {
 	require.False(t, ok)
 }
 
+// TestTTLZeroRetentionIsBounded: without a TTL, finished jobs (and the
+// values they returned) wait in the registry for a sweep. With one job at a
+// time no shard's table grows, so at most three per shard stay (96 in all);
+// once the pool is idle, the idle reaper's sweep lets every one go.
+func TestTTLZeroRetentionIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithResultTTL(0))
+		defer p.Close()
+		const jobs = 300
+		values := make([]weak.Pointer[[1 << 16]byte], jobs)
+		for i := range jobs {
+			v, err := qpool.Submit(p, fmt.Sprint("big-", i), func(context.Context) (*[1 << 16]byte, error) {
+				return new([1 << 16]byte), nil
+			}).Wait(t.Context())
+			require.NoError(t, err)
+			values[i] = weak.Make(v)
+		}
+		alive := func() (n int) {
+			runtime.GC()
+			for _, w := range values {
+				if w.Value() != nil {
+					n++
+				}
+			}
+			return n
+		}
+		require.LessOrEqual(t, alive(), 96, "finished values kept while the pool is busy")
+		time.Sleep(2 * qpool.DefaultIdleTimeout) // the idle reaper fires
+		synctest.Wait()
+		require.Zero(t, alive(), "finished values kept by an idle pool")
+	})
+}
+
 // TestManyIDsRetainedAndExpired registers many IDs at once (tables
 // grow with runs wrapping), checks each result and a dependency on each
 // while retained, then that all expire, and that the IDs are reusable.
