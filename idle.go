@@ -11,7 +11,10 @@ import (
 // heap on every idle spell, which costs more than the job itself on the
 // hot path. When it fires and no job was submitted since the last firing,
 // it hands each idle worker an empty task, which tells it to exit. Each
-// firing also sweeps finished jobs out of the ID registry (without a TTL).
+// firing also lets the ID registry drop finished jobs it no longer needs
+// (all of them without a result TTL, the expired ones with one), and the
+// reaper keeps firing while the registry retains jobs for their TTL, even
+// once no worker is left: so an idle pool's memory goes back to nothing.
 type idleReaper struct {
 	mu       sync.Mutex // guards the fields below
 	timer    *time.Timer
@@ -21,7 +24,7 @@ type idleReaper struct {
 }
 
 // armReaper starts the reaper's timer if it is not running. Called when a
-// worker starts.
+// worker starts, and by the reaper itself while there is work for it.
 func (p *Pool) armReaper() {
 	d := p.cfg.idleTimeout
 	if d <= 0 {
@@ -57,7 +60,7 @@ func (p *Pool) reapIdle() {
 	quiet := seen == r.lastSeen
 	r.lastSeen = seen
 	r.mu.Unlock()
-	p.ids.sweepFinished() // once per idle timeout: cheap, and bounds how long finished jobs stay
+	retaining := p.ids.dropFinished()
 	if quiet {
 		for n := p.idle.Load(); n > 0; n-- {
 			select {
@@ -67,7 +70,7 @@ func (p *Pool) reapIdle() {
 			}
 		}
 	}
-	if p.workers.Load() > 0 {
+	if p.workers.Load() > 0 || retaining {
 		p.armReaper()
 	}
 }

@@ -21,7 +21,7 @@ const (
 // Without a TTL a finished job is not removed when it ends: its entry
 // stays, ignored, until a sweep: by the submission that finds its shard's
 // table full (see add), by the idle reaper, and by the last worker to exit
-// (sweepFinished). So the workers never touch the registry while they run
+// (dropFinished). So the workers never touch the registry while they run
 // jobs, and its locks and tables stay on the submitting goroutine's core.
 // The cost is memory: a finished job, and the value it returned, stay
 // allocated until that sweep, at most three quarters of each shard's table
@@ -115,21 +115,25 @@ func (s *idShard) expire(r *idRegistry) {
 	s.retained = s.retained[i:]
 }
 
-// sweepFinished drops every finished job from every table, when there is
-// no TTL: what add's sweeps have not dropped yet, for a pool that has gone
-// idle.
-func (r *idRegistry) sweepFinished() {
-	if r.ttl > 0 {
-		return
-	}
+// dropFinished drops what the registry keeps only for finished jobs: without
+// a TTL every finished job (what add's sweeps have not dropped yet), with
+// one every job whose TTL has passed (what later submissions and lookups
+// to its shard would drop). The idle reaper calls it, so that an idle pool
+// lets finished jobs go; it reports whether jobs are still retained for
+// their TTL, which keeps the reaper running.
+func (r *idRegistry) dropFinished() (retaining bool) {
 	for i := range r.shards {
 		s := &r.shards[i]
 		s.mu.Lock()
-		if s.jobs.n > 0 {
+		if r.ttl > 0 {
+			s.expire(r)
+			retaining = retaining || len(s.retained) > 0
+		} else if s.jobs.n > 0 {
 			s.jobs.sweep((*job).isDone)
 		}
 		s.mu.Unlock()
 	}
+	return retaining
 }
 
 // unresolved returns every job that has not been resolved yet.

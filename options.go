@@ -124,8 +124,9 @@ type resultTTLOption time.Duration
 // through [Pool.Result] and as a dependency (default [DefaultResultTTL]).
 // Zero or less forgets a job as soon as it ends: its ID is free again and
 // Result no longer finds it. Finished jobs are dropped from memory lazily:
-// with a TTL on later submissions and lookups, without one by sweeps of the
-// registry (see docs/pool.md for the bound), and all at once by Close.
+// with a TTL once it has passed, by later submissions and lookups and by
+// the idle reaper; without one by sweeps of the registry (see docs/pool.md
+// for the bounds); and all at once by Close.
 func WithResultTTL(d time.Duration) Option { return resultTTLOption(d) }
 
 func (o resultTTLOption) applyPool(c *poolConfig) { c.resultTTL = max(time.Duration(o), 0) }

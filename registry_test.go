@@ -184,6 +184,44 @@ func TestTTLZeroRetentionIsBounded(t *testing.T) {
 	})
 }
 
+// TestIdlePoolDropsExpiredResults: with a result TTL, finished jobs stay
+// reachable for the TTL and are then let go even if the pool goes idle and
+// nothing touches it again: the idle reaper keeps firing while results are
+// retained, after the last worker has left.
+func TestIdlePoolDropsExpiredResults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(time.Minute))
+		defer p.Close()
+		const jobs = 100
+		values := make([]weak.Pointer[[1 << 16]byte], jobs)
+		for i := range jobs {
+			v, err := qpool.Submit(p, fmt.Sprint("big-", i), func(context.Context) (*[1 << 16]byte, error) {
+				return new([1 << 16]byte), nil
+			}).Wait(t.Context())
+			require.NoError(t, err)
+			values[i] = weak.Make(v)
+		}
+		alive := func() (n int) {
+			runtime.GC()
+			for _, w := range values {
+				if w.Value() != nil {
+					n++
+				}
+			}
+			return n
+		}
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		require.Equal(t, jobs, alive(), "results dropped before their TTL")
+		require.Zero(t, p.Stats().Workers, "the workers have left")
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Zero(t, alive(), "expired results kept by an idle pool")
+		_, ok := p.Result("big-0")
+		require.False(t, ok)
+	})
+}
+
 // TestManyIDsRetainedAndExpired registers many IDs at once (tables
 // grow with runs wrapping), checks each result and a dependency on each
 // while retained, then that all expire, and that the IDs are reusable.

@@ -197,11 +197,11 @@ func (w *workerState) exit() {
 			p.spawn(task{})
 		}
 	}
-	if p.workers.Load() == 0 {
+	if p.workers.Load() == 0 && p.ids.ttl <= 0 {
 		// The last worker leaves: no job runs, so every job in the
 		// registry that is not waiting or queued has finished. Without a
 		// TTL, let them go now rather than at the next submission.
-		p.ids.sweepFinished()
+		p.ids.dropFinished()
 	}
 	p.wg.Done()
 }
