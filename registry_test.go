@@ -151,6 +151,30 @@ func TestTTLZeroReleasesFinishedJobs(t *testing.T) {
 	require.False(t, ok)
 }
 
+// runBigJobs runs n jobs one after another, each returning a fresh 64 KiB
+// value that the caller drops, and returns a function that collects garbage
+// and counts how many of those values are still reachable.
+func runBigJobs(t *testing.T, p *qpool.Pool, n int) (alive func() int) {
+	t.Helper()
+	values := make([]weak.Pointer[[1 << 16]byte], n)
+	for i := range n {
+		v, err := qpool.Submit(p, fmt.Sprint("big-", i), func(context.Context) (*[1 << 16]byte, error) {
+			return new([1 << 16]byte), nil
+		}).Wait(t.Context())
+		require.NoError(t, err)
+		values[i] = weak.Make(v)
+	}
+	return func() (k int) {
+		runtime.GC()
+		for _, w := range values {
+			if w.Value() != nil {
+				k++
+			}
+		}
+		return k
+	}
+}
+
 // TestTTLZeroRetentionIsBounded: without a TTL, finished jobs (and the
 // values they returned) wait in the registry for a sweep. With one job at a
 // time no shard's table grows, so at most three per shard stay (96 in all);
@@ -159,24 +183,7 @@ func TestTTLZeroRetentionIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithResultTTL(0))
 		defer p.Close()
-		const jobs = 300
-		values := make([]weak.Pointer[[1 << 16]byte], jobs)
-		for i := range jobs {
-			v, err := qpool.Submit(p, fmt.Sprint("big-", i), func(context.Context) (*[1 << 16]byte, error) {
-				return new([1 << 16]byte), nil
-			}).Wait(t.Context())
-			require.NoError(t, err)
-			values[i] = weak.Make(v)
-		}
-		alive := func() (n int) {
-			runtime.GC()
-			for _, w := range values {
-				if w.Value() != nil {
-					n++
-				}
-			}
-			return n
-		}
+		alive := runBigJobs(t, p, 300)
 		require.LessOrEqual(t, alive(), 96, "finished values kept while the pool is busy")
 		time.Sleep(2 * qpool.DefaultIdleTimeout) // the idle reaper fires
 		synctest.Wait()
@@ -193,23 +200,7 @@ func TestIdlePoolDropsExpiredResults(t *testing.T) {
 		p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(time.Minute))
 		defer p.Close()
 		const jobs = 100
-		values := make([]weak.Pointer[[1 << 16]byte], jobs)
-		for i := range jobs {
-			v, err := qpool.Submit(p, fmt.Sprint("big-", i), func(context.Context) (*[1 << 16]byte, error) {
-				return new([1 << 16]byte), nil
-			}).Wait(t.Context())
-			require.NoError(t, err)
-			values[i] = weak.Make(v)
-		}
-		alive := func() (n int) {
-			runtime.GC()
-			for _, w := range values {
-				if w.Value() != nil {
-					n++
-				}
-			}
-			return n
-		}
+		alive := runBigJobs(t, p, jobs)
 		time.Sleep(30 * time.Second)
 		synctest.Wait()
 		require.Equal(t, jobs, alive(), "results dropped before their TTL")
