@@ -130,6 +130,7 @@ func (r *idRegistry) dropFinished() (retaining bool) {
 			retaining = retaining || len(s.retained) > 0
 		} else if s.jobs.n > 0 {
 			s.jobs.sweep((*job).isDone)
+			s.jobs.fit()
 		}
 		s.mu.Unlock()
 	}

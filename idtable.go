@@ -97,6 +97,20 @@ func (t *idTable) tidy(drop func(*job) bool) {
 	}
 }
 
+// fit shrinks a table that a sweep left mostly empty (an eighth full or
+// less) to the smallest size at most a quarter full, so that the sweeps of
+// an idle registry cost what it holds rather than what a past burst needed.
+func (t *idTable) fit() {
+	if len(t.slots) <= minTable || 8*t.n > len(t.slots) {
+		return
+	}
+	size := minTable
+	for 4*t.n > size {
+		size *= 2
+	}
+	t.resize(size)
+}
+
 // removeAt empties slot i, which holds an entry.
 func (t *idTable) removeAt(i uint64) {
 	mask := uint64(len(t.slots) - 1)

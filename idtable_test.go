@@ -88,3 +88,56 @@ func TestIDTableStaysSmallUnderChurn(t *testing.T) {
 		t.Fatalf("table grew to %d slots for at most 8 live jobs", len(tab.slots))
 	}
 }
+
+// TestIDTableFitShrinksAfterABurst: a table grown by a burst shrinks once
+// a sweep has left it mostly empty, and keeps every remaining job.
+func TestIDTableFitShrinksAfterABurst(t *testing.T) {
+	var tab idTable
+	jobs := make([]*job, 10_000)
+	for i := range jobs {
+		jobs[i] = &job{id: fmt.Sprint(i)}
+		tab.put(uint64(i)*0x9E3779B97F4A7C15, jobs[i])
+	}
+	grown := len(tab.slots)
+	tab.sweep(func(j *job) bool { return j != jobs[7] && j != jobs[4242] })
+	tab.fit()
+	const want = 8 // the smallest power of two at most a quarter full with 2 jobs
+	if len(tab.slots) != want {
+		t.Fatalf("%d slots after the sweep, grown to %d; want %d", len(tab.slots), grown, want)
+	}
+	for _, i := range []int{7, 4242} {
+		if tab.find(uint64(i)*0x9E3779B97F4A7C15, jobs[i].id) != jobs[i] {
+			t.Fatalf("job %d lost by fit", i)
+		}
+	}
+	tab.fit() // nothing to shrink: a no-op
+	if len(tab.slots) != want || tab.n != 2 {
+		t.Fatalf("fit of a small table changed it: %d slots, %d jobs", len(tab.slots), tab.n)
+	}
+}
+
+// TestRegistryDropFinishedShrinks: without a TTL, once a burst of jobs has
+// finished, dropFinished leaves every shard's table at its smallest size,
+// so that later sweeps (one per exit of the last worker) stay cheap.
+func TestRegistryDropFinishedShrinks(t *testing.T) {
+	var r idRegistry
+	r.init(0)
+	burst := make([]*job, 20_000)
+	for i := range burst { // all unresolved at once: the tables grow
+		burst[i] = &job{id: fmt.Sprint("burst-", i)}
+		if !r.add(burst[i]) {
+			t.Fatalf("add %s refused", burst[i].id)
+		}
+	}
+	for _, j := range burst {
+		j.state.Store(stateDone)
+	}
+	if r.dropFinished() {
+		t.Fatal("dropFinished reports retained jobs without a TTL")
+	}
+	for i := range r.shards {
+		if s := &r.shards[i]; s.jobs.n != 0 || len(s.jobs.slots) > minTable {
+			t.Fatalf("shard %d: %d jobs in %d slots after the sweep", i, s.jobs.n, len(s.jobs.slots))
+		}
+	}
+}

@@ -55,7 +55,7 @@ type Pool struct {
 
 	abortErr error // why queued jobs fail; set once before aborted closes
 
-	reaper idleReaper // retires idle workers
+	reaper idleReaper // retires idle workers and lets the registry drop finished jobs
 
 	closeOnce, quitOnce, abortOnce sync.Once
 	stopWatch                      func() bool // stops the WithContext watcher
