@@ -6,6 +6,7 @@ package qpool_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,21 +31,14 @@ func TestSetOnStateChangeGetsNextRemoteChange(t *testing.T) {
 				e, other := sharedPair(t, 0, opts...)
 
 				synctest.Wait() // the follower has started and sleeps, unhooked
-				var mu sync.Mutex
-				var got []any
-				e.SetOnStateChange(func(_, now map[string]any) {
-					mu.Lock()
-					defer mu.Unlock()
-					got = append(got, now["k"])
-				})
+				record, got := recordK()
+				e.SetOnStateChange(record)
 				synctest.Wait() // the follower sleeps until the next change
 				for i := 1; i <= 3; i++ {
 					require.NoError(t, other.UpdateState("k", i))
 					synctest.Wait() // the follower has delivered it
 				}
-				mu.Lock()
-				defer mu.Unlock()
-				assert.Equal(t, []any{1, 2, 3}, got, "remote changes recorded after SetOnStateChange returned were not delivered")
+				assert.Equal(t, []any{1, 2, 3}, got(), "remote changes recorded after SetOnStateChange returned were not delivered")
 			})
 		})
 	}
@@ -65,19 +59,12 @@ func TestRemoteChangesWithoutCallbackAreNotDelivered(t *testing.T) {
 			require.NoError(t, other.UpdateState("k", i))
 			synctest.Wait()
 		}
-		var mu sync.Mutex
-		var got []any
-		e.SetOnStateChange(func(_, now map[string]any) {
-			mu.Lock()
-			defer mu.Unlock()
-			got = append(got, now["k"])
-		})
+		record, got := recordK()
+		e.SetOnStateChange(record)
 		synctest.Wait()
 		require.NoError(t, other.UpdateState("k", 4))
 		synctest.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		assert.Equal(t, []any{4}, got, "changes recorded while no callback was set were delivered")
+		assert.Equal(t, []any{4}, got(), "changes recorded while no callback was set were delivered")
 	})
 }
 
@@ -224,4 +211,22 @@ func TestCallbacksExactlyOnceInOrderUnderContention(t *testing.T) {
 	for i, s := range seen {
 		require.Equal(t, uint64(i), s, "lost, duplicated or out of order")
 	}
+}
+
+// recordK returns an OnStateChange callback that records the value of "k"
+// in each new state, and a function returning what it has recorded.
+func recordK() (record func(_, now map[string]any), got func() []any) {
+	var mu sync.Mutex
+	var seen []any
+	record = func(_, now map[string]any) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, now["k"])
+	}
+	got = func() []any {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(seen)
+	}
+	return record, got
 }

@@ -180,14 +180,7 @@ func BenchmarkConcurrentUpdate(b *testing.B) {
 			ech := newEcho(b, js, "echoasync")
 			e := benchEntanglement(b, nc, "concurrent")
 			interleave(b, perRound, "update",
-				&side{name: "raw", round: func() {
-					for n := range perRound {
-						if _, err := js.PublishAsync(rawSubj, fmt.Appendf(nil, "%d", n)); err != nil {
-							b.Fatal(err)
-						}
-					}
-					<-js.PublishAsyncComplete()
-				}},
+				&side{name: "raw", round: func() { publishAll(b, js, rawSubj, perRound, false) }},
 				&side{name: "ledger", round: func() {
 					var wg sync.WaitGroup
 					for w := range writers {
@@ -203,22 +196,10 @@ func BenchmarkConcurrentUpdate(b *testing.B) {
 					wg.Wait()
 				}},
 				&side{name: "echo", round: func() {
-					for n := range perRound {
-						if _, err := js.PublishAsync(echoSubj, fmt.Appendf(nil, "%d", n), jetstream.WithMsgID(nuid.Next())); err != nil {
-							b.Fatal(err)
-						}
-					}
-					<-js.PublishAsyncComplete()
+					publishAll(b, js, echoSubj, perRound, true)
 					ech.wait(perRound)
 				}},
-				&side{name: "rawid", round: func() {
-					for n := range perRound {
-						if _, err := js.PublishAsync(idSubj, fmt.Appendf(nil, "%d", n), jetstream.WithMsgID(nuid.Next())); err != nil {
-							b.Fatal(err)
-						}
-					}
-					<-js.PublishAsyncComplete()
-				}},
+				&side{name: "rawid", round: func() { publishAll(b, js, idSubj, perRound, true) }},
 				&side{name: "blocking", round: func() {
 					var wg sync.WaitGroup
 					for w := range writers {
@@ -240,6 +221,25 @@ func BenchmarkConcurrentUpdate(b *testing.B) {
 
 // publishAndWait publishes one message with a message ID and waits for
 // its acknowledgement.
+// publishAll publishes n messages to subj asynchronously, each with a
+// message ID when withID is set, and waits for every acknowledgement.
+func publishAll(b *testing.B, js jetstream.JetStream, subj string, n int, withID bool) {
+	b.Helper()
+	for i := range n {
+		data := fmt.Appendf(nil, "%d", i)
+		var err error
+		if withID { // the same calls as a user's, no option slice of ours
+			_, err = js.PublishAsync(subj, data, jetstream.WithMsgID(nuid.Next()))
+		} else {
+			_, err = js.PublishAsync(subj, data)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+}
+
 func publishAndWait(js jetstream.JetStream, subj string, n int) error {
 	f, err := js.PublishAsync(subj, fmt.Appendf(nil, "%d", n), jetstream.WithMsgID(nuid.Next()))
 	if err != nil {
