@@ -63,10 +63,8 @@ func (p *Pool) reapIdle() {
 	retaining := p.ids.dropFinished()
 	if quiet {
 		for n := p.idle.Load(); n > 0; n-- {
-			select {
-			case p.tasks <- task{}: // an exit token
-			default:
-				n = 0 // the queue is full: nobody is idle after all
+			if !p.handTo(task{}) { // an exit token
+				n = 0 // nobody waits for a task after all
 			}
 		}
 	}

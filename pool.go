@@ -24,7 +24,10 @@ type Pool struct {
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 	procs   int             // GOMAXPROCS when the pool was built
 
-	tasks   chan task     // the queue
+	queue   taskRing      // tasks waiting for a worker
+	handoff chan task     // unbuffered: a task (or exit token) straight to an idle worker
+	bell    chan struct{} // one slot: wakes an idle worker for a queued task
+	room    chan struct{} // one slot: wakes a submitter waiting for room in the queue
 	closing chan struct{} // closed when intake stops: wakes blocked submitters
 	aborted chan struct{} // closed when queued jobs must fail instead of run
 	quit    chan struct{} // closed when the pool is finished: idle workers exit
@@ -32,7 +35,13 @@ type Pool struct {
 	closed     atomic.Bool
 	maxWorkers atomic.Int64
 	workers    atomic.Int64 // live worker goroutines
-	idle       atomic.Int64 // workers waiting in the queue
+	roomWait   atomic.Int64 // submitters waiting for room in the queue
+
+	// idle is read by every submission and written each time a worker
+	// starts or stops waiting: a line of its own keeps those writes from
+	// taking the line of the fields above from the submitter.
+	_    [64]byte
+	idle atomic.Int64 // workers waiting for a task
 
 	// The counters every job writes, kept apart by writer (a cache line of
 	// padding between groups), so that a submitter and the workers do not
@@ -76,11 +85,14 @@ func NewPool(opts ...Option) *Pool {
 		cfg:     cfg,
 		baseCtx: context.WithoutCancel(cfg.ctx),
 		procs:   runtime.GOMAXPROCS(0),
-		tasks:   make(chan task, cfg.queueSize),
+		handoff: make(chan task),
+		bell:    make(chan struct{}, 1),
+		room:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		aborted: make(chan struct{}),
 		quit:    make(chan struct{}),
 	}
+	p.queue.init(cfg.queueSize)
 	p.ids.init(cfg.resultTTL)
 	p.allDone = sync.NewCond(&p.mu)
 	p.maxWorkers.Store(int64(cfg.workers))
@@ -231,7 +243,7 @@ func (p *Pool) contextDone() {
 // become free.
 func (p *Pool) Resize(n int) {
 	p.maxWorkers.Store(int64(max(n, 1)))
-	for range len(p.tasks) {
+	for range p.queue.len() {
 		if !p.spawn(task{}) {
 			break
 		}

@@ -202,11 +202,9 @@ func (p *Pool) handOff(j *job) {
 		return // cancelled meanwhile
 	}
 	t := task{j: j}
-	select {
-	case p.tasks <- t:
+	if p.queue.push(t) {
 		p.ensureWorker()
 		return
-	default:
 	}
 	if p.spawn(t) {
 		return
@@ -216,10 +214,7 @@ func (p *Pool) handOff(j *job) {
 	// aborts; waited in Close.
 	go func() {
 		defer p.wg.Done()
-		select {
-		case p.tasks <- t:
-			p.ensureWorker()
-		case <-p.aborted:
+		if !p.waitForRoom(t, p.aborted) {
 			p.resolve(j, jobError(j.id, p.abortErr), false)
 		}
 	}()
@@ -263,17 +258,14 @@ func (p *Pool) dropFunc(err error) {
 // functions from Go are dropped, counted as failed and logged.
 func (p *Pool) drain(err error) {
 	for {
-		select {
-		case t := <-p.tasks:
-			if t.j != nil {
-				p.resolve(t.j, jobError(t.j.id, err), false)
-				continue
-			}
-			if t.fn != nil { // not an idle reaper's exit token
-				p.dropFunc(err)
-			}
-		default:
+		t, ok := p.queue.pop()
+		switch {
+		case !ok:
 			return
+		case t.j != nil:
+			p.resolve(t.j, jobError(t.j.id, err), false)
+		default:
+			p.dropFunc(err)
 		}
 	}
 }

@@ -35,7 +35,7 @@ func (p *Pool) Stats() Stats {
 		Workers:    int(p.workers.Load()),
 		MaxWorkers: int(p.maxWorkers.Load()),
 		Running:    int(p.running.Load()),
-		Queued:     len(p.tasks),
+		Queued:     p.queue.len(),
 		Waiting:    int(p.waiting.Load()),
 		Submitted:  p.stats.submitted.Load(),
 		Succeeded:  p.stats.succeeded.Load(),

@@ -3,7 +3,9 @@ package qpool_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -110,4 +112,38 @@ func TestStress(t *testing.T) {
 	assert.Equal(t, panics, s.Panicked)
 	assert.Equal(t, retries, s.Retried)
 	assert.Zero(t, s.Workers)
+}
+
+// TestBurstsReachIdleWorkers sends bursts from several goroutines into
+// pools whose workers have gone idle between bursts, with queues of no
+// slot, one slot and an odd number of slots, so that submitters hand tasks
+// to waiting workers, queue them and wake a worker, and wait for room. A
+// task left in the queue with every worker asleep, or a submitter left
+// waiting for room that was made, hangs Wait and fails the test by its
+// timeout (the idle timeout is an hour, so that no reaper rescues a
+// stranded task).
+func TestBurstsReachIdleWorkers(t *testing.T) {
+	for _, size := range []int{0, 1, 3} {
+		for _, workers := range []int{1, 3} {
+			p := qpool.NewPool(qpool.WithWorkers(workers), qpool.WithQueueSize(size), qpool.WithIdleTimeout(time.Hour))
+			var ran atomic.Int64
+			for round := range 300 {
+				var wg sync.WaitGroup
+				for range 3 {
+					wg.Go(func() {
+						for range 5 {
+							require.NoError(t, p.Go(func() {
+								runtime.Gosched()
+								ran.Add(1)
+							}))
+						}
+					})
+				}
+				wg.Wait()
+				p.Wait()
+				require.Equal(t, int64(15*(round+1)), ran.Load(), "queue %d, %d workers, round %d", size, workers, round)
+			}
+			require.NoError(t, p.Close())
+		}
+	}
 }

@@ -8,18 +8,20 @@ import (
 	"time"
 )
 
-// enqueue hands t to a worker: a new one while the pool is below its worker
-// limit and no worker is idle, else through the queue. It blocks on a full
-// queue unless the pool is non-blocking.
+// enqueue hands t to a worker: straight to an idle one, to a new one while
+// the pool is below its worker limit, else through the queue. It blocks on
+// a full queue unless the pool is non-blocking.
 func (p *Pool) enqueue(t task) error {
-	if p.idle.Load() == 0 && p.spawn(t) {
+	if p.idle.Load() == 0 {
+		if p.spawn(t) {
+			return nil
+		}
+	} else if p.handTo(t) {
 		return nil
 	}
-	select {
-	case p.tasks <- t:
+	if p.queue.push(t) {
 		p.ensureWorker()
 		return nil
-	default:
 	}
 	if p.spawn(t) {
 		return nil
@@ -33,12 +35,20 @@ func (p *Pool) enqueue(t task) error {
 	if p.workers.Load() > int64(p.procs) && p.yieldForRoom(t) {
 		return nil
 	}
-	select {
-	case p.tasks <- t:
-		p.ensureWorker()
-		return nil
-	case <-p.closing:
+	if !p.waitForRoom(t, p.closing) {
 		return p.closedErr()
+	}
+	return nil
+}
+
+// handTo gives t to a worker waiting for a task, if one is: cheaper than
+// queueing it and waking the worker to fetch it.
+func (p *Pool) handTo(t task) bool {
+	select {
+	case p.handoff <- t:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -52,22 +62,60 @@ func (p *Pool) enqueue(t task) error {
 // at once.
 func (p *Pool) yieldForRoom(t task) bool {
 	runtime.Gosched()
-	select {
-	case p.tasks <- t:
+	if p.queue.push(t) {
 		p.ensureWorker()
 		return true
-	default:
-		return false
+	}
+	return false
+}
+
+// waitForRoom queues t once there is room, or hands it to a worker that
+// waits for a task (with no queue, the only way in), and reports false if
+// stop closes first. Workers ring p.room after each task they take while
+// a submitter waits; the count of waiters is raised before the last try, so
+// that either the try finds the room or the worker that made it signals.
+func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
+	p.roomWait.Add(1)
+	defer p.roomWait.Add(-1)
+	for {
+		if p.queue.push(t) {
+			p.ensureWorker()
+			if p.roomWait.Load() > 1 && p.queue.len() < len(p.queue.cells) {
+				p.signal(p.room) // room for another waiter too
+			}
+			return true
+		}
+		select {
+		case p.handoff <- t:
+			return true
+		case <-p.room:
+		case <-stop:
+			return false
+		}
 	}
 }
 
-// ensureWorker starts a worker for a task just queued when no worker is
-// idle to take it. Together with the re-check in worker's exit path it
-// guarantees that no queued task is left without a worker.
-func (p *Pool) ensureWorker() {
-	if p.idle.Load() == 0 {
-		p.spawn(task{})
+// signal wakes one goroutine waiting on bell, or leaves the bell rung for
+// the next one to wait when the bell already is.
+func (p *Pool) signal(bell chan struct{}) {
+	select {
+	case bell <- struct{}{}:
+	default:
 	}
+}
+
+// ensureWorker makes sure that a task just queued has a worker coming: it
+// wakes an idle worker, or starts one when none is idle. Idle workers count
+// themselves before they last look at the queue, so either that look finds
+// the task or this call sees them. Together with the re-check in a
+// worker's exit path it guarantees that no queued task is left without a
+// worker.
+func (p *Pool) ensureWorker() {
+	if p.idle.Load() > 0 {
+		p.signal(p.bell)
+		return
+	}
+	p.spawn(task{})
 }
 
 // spawn starts a worker with t as its first task (none if t is empty),
@@ -136,33 +184,52 @@ func (w *workerState) next() (task, bool) {
 		}
 		// An exit token, the idle timeout of zero, or the pool quitting.
 		p.workers.Add(-1)
-		if len(p.tasks) == 0 || !p.reserveWorker() {
+		if p.queue.len() == 0 || !p.reserveWorker() {
 			return task{}, false
 		}
 	}
 }
 
-// receive takes the next entry of the queue, waiting while the worker is
+// receive takes the next task from the queue, waiting while the worker is
 // idle, unless the pool has no idle timeout (then an empty queue ends the
-// worker) or is quitting.
+// worker) or is quitting. A worker that waits counts itself idle first and
+// then looks at the queue once more: a submitter queues first and then
+// looks for idle workers to wake, so one of the two sees the other.
 func (w *workerState) receive() (task, bool) {
 	p := w.pool
-	select {
-	case t := <-p.tasks:
+	if t, ok := p.take(); ok {
 		return t, true
-	default:
 	}
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
 	}
 	p.idle.Add(1)
 	defer p.idle.Add(-1)
-	select {
-	case t := <-p.tasks:
-		return t, true
-	case <-p.quit:
-		return task{}, false
+	for {
+		if t, ok := p.take(); ok {
+			if p.idle.Load() > 1 && p.queue.len() > 0 {
+				p.signal(p.bell) // more queued, and others idle: pass it on
+			}
+			return t, true
+		}
+		select {
+		case t := <-p.handoff: // a task, or the idle reaper's exit token
+			return t, true
+		case <-p.bell:
+		case <-p.quit:
+			return task{}, false
+		}
 	}
+}
+
+// take pops the next queued task and, when a submitter waits for room,
+// wakes it.
+func (p *Pool) take() (task, bool) {
+	t, ok := p.queue.pop()
+	if ok && p.roomWait.Load() > 0 {
+		p.signal(p.room)
+	}
+	return t, ok
 }
 
 // retire stops counting this worker if the pool has more than its limit.
@@ -193,7 +260,7 @@ func (w *workerState) exit() {
 			p.done()
 		}
 		p.workers.Add(-1)
-		if len(p.tasks) > 0 {
+		if p.queue.len() > 0 {
 			p.spawn(task{})
 		}
 	}
