@@ -45,14 +45,16 @@ type Pool struct {
 
 	// The counters every job writes, kept apart by writer (a cache line of
 	// padding between groups), so that a submitter and the workers do not
-	// take a line from each other on every job for a counter the other
-	// never writes. pending is written by both.
-	_       [64]byte
-	pending atomic.Int64 // accepted, not yet resolved
-	_       [64]byte
-	stats   counters     // submitted by submitters, the rest by workers
-	running atomic.Int64 // jobs in their function now; written by workers
-	_       [64]byte
+	// take a line from each other on every job. The jobs pending are
+	// accepted minus finished: one counter written by both would move
+	// between their cores twice per job.
+	_        [64]byte
+	accepted atomic.Int64 // jobs accepted; written by submitters
+	stats    counters     // submitted by submitters, the rest by workers
+	finished atomic.Int64 // accepted jobs resolved; written by workers
+	running  atomic.Int64 // jobs in their function now; written by workers
+	_        [64]byte
+	drainers atomic.Int64 // goroutines in Wait or Shutdown: only they need to hear of zero
 
 	wg sync.WaitGroup // workers, dependent hand-offs and the context watcher
 
@@ -60,7 +62,7 @@ type Pool struct {
 	waiting atomic.Int64 // jobs waiting for dependencies
 
 	mu      sync.Mutex // guards dependency links (jobExtra.deps); allDone's lock
-	allDone *sync.Cond // signalled when pending reaches zero
+	allDone *sync.Cond // signalled when no job is pending and a drainer waits
 
 	abortErr error // why queued jobs fail; set once before aborted closes
 
@@ -131,7 +133,7 @@ func (p *Pool) Go(fn func()) error {
 // before checking closes the race with Close: either Close sees the job
 // pending and waits for it, or the job sees the pool closed.
 func (p *Pool) accept() bool {
-	p.pending.Add(1)
+	p.accepted.Add(1)
 	if p.closed.Load() {
 		p.done()
 		return false
@@ -151,22 +153,37 @@ func (p *Pool) closedErr() error {
 	}
 }
 
-// done marks one accepted job as finished and wakes Wait when none is left.
+// done marks one accepted job as finished and wakes Wait and Shutdown when
+// none is left. A drainer counts itself before it looks at the counts, and
+// done looks for drainers after it counted, so one of the two sees the
+// other.
 func (p *Pool) done() {
-	if p.pending.Add(-1) == 0 {
+	f := p.finished.Add(1)
+	if p.drainers.Load() > 0 && p.accepted.Load() == f {
 		p.mu.Lock()
 		p.allDone.Broadcast()
 		p.mu.Unlock()
 	}
 }
 
+// pending returns how many accepted jobs have not finished. It reads
+// finished first: a job accepted and finished between the two reads then
+// counts as pending, never a job pending as finished, so a result of zero
+// means that at the first read no job was pending.
+func (p *Pool) pending() int64 {
+	f := p.finished.Load()
+	return p.accepted.Load() - f
+}
+
 // Wait blocks until every accepted job has finished, including jobs
 // submitted while it waits. It does not stop intake.
 func (p *Pool) Wait() {
 	p.mu.Lock()
-	for p.pending.Load() > 0 {
+	p.drainers.Add(1)
+	for p.pending() > 0 {
 		p.allDone.Wait()
 	}
+	p.drainers.Add(-1)
 	p.mu.Unlock()
 }
 
@@ -198,11 +215,13 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 	})
 	defer stop()
 	p.mu.Lock()
-	for p.pending.Load() > 0 && ctx.Err() == nil {
+	p.drainers.Add(1)
+	for p.pending() > 0 && ctx.Err() == nil {
 		p.allDone.Wait()
 	}
+	p.drainers.Add(-1)
 	p.mu.Unlock()
-	if p.pending.Load() == 0 {
+	if p.pending() == 0 {
 		p.finish()
 		return nil
 	}

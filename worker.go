@@ -71,7 +71,7 @@ func (p *Pool) yieldForRoom(t task) bool {
 
 // waitForRoom queues t once there is room, or hands it to a worker that
 // waits for a task (with no queue, the only way in), and reports false if
-// stop closes first. Workers ring p.room after each task they take while
+// stop closes first. Workers signal p.room after each task they take while
 // a submitter waits; the count of waiters is raised before the last try, so
 // that either the try finds the room or the worker that made it signals.
 func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
