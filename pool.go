@@ -267,6 +267,7 @@ func (p *Pool) Resize(n int) {
 			break
 		}
 	}
+	p.roomMade() // with no queue, a waiting submitter starts its own worker
 }
 
 // Result returns the future of the job with this ID while it is waiting,

@@ -4,7 +4,6 @@ import (
 	"runtime"
 	"sync"
 	"testing"
-	"time"
 )
 
 // numbered returns a task whose function identifies i, for the ring tests.
@@ -121,35 +120,5 @@ func TestTaskRingConcurrent(t *testing.T) {
 				t.Fatalf("size %d: task %d ran %d times", size, i, n)
 			}
 		}
-	}
-}
-
-// TestRoomWakesWaitingSubmitter checks that a submitter waiting for room
-// gets in as soon as a worker takes a task from the full queue, not only
-// once the worker has nothing left to do: the worker is held in the task it
-// took while the submitter must get in.
-func TestRoomWakesWaitingSubmitter(t *testing.T) {
-	p := NewPool(WithWorkers(1), WithQueueSize(1))
-	defer p.Close()
-	first, second := make(chan struct{}), make(chan struct{})
-	defer close(second)
-	started, taken := make(chan struct{}), make(chan struct{})
-	p.Go(func() { close(started); <-first })
-	<-started
-	p.Go(func() { close(taken); <-second }) // fills the queue
-	submitted := make(chan error, 1)
-	go func() { submitted <- p.Go(func() {}) }()
-	for p.roomWait.Load() == 0 { // until the submitter waits for room
-		runtime.Gosched()
-	}
-	close(first)
-	<-taken // the worker took the queued task and is held in it
-	select {
-	case err := <-submitted:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("watchdog: the waiting submitter was not let in while the worker was busy")
 	}
 }

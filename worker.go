@@ -46,11 +46,18 @@ func (p *Pool) enqueue(t task) error {
 func (p *Pool) handTo(t task) bool {
 	select {
 	case p.handoff <- t:
+		p.handedTo()
 		return true
 	default:
 		return false
 	}
 }
+
+// handedTo stops counting as idle a worker that was just handed a task. The
+// sender does it rather than the worker, which may not run for a while: a
+// submission right after this one must not count on that worker and queue
+// its task behind the one just handed over.
+func (p *Pool) handedTo() { p.idle.Add(-1) }
 
 // yieldForRoom lets other goroutines run once, then queues t if that made
 // room. A pool with more workers than processors runs functions that
@@ -69,24 +76,30 @@ func (p *Pool) yieldForRoom(t task) bool {
 	return false
 }
 
-// waitForRoom queues t once there is room, or hands it to a worker that
-// waits for a task (with no queue, the only way in), and reports false if
-// stop closes first. Workers signal p.room after each task they take while
-// a submitter waits; the count of waiters is raised before the last try, so
-// that either the try finds the room or the worker that made it signals.
+// waitForRoom queues t once there is room, starts a worker for it once the
+// pool has fewer than its limit, or hands it to a worker that waits for a
+// task (with no queue, the only way in), and reports false if stop closes
+// first. While a submitter waits, workers signal p.room after each task
+// they take from the queue and whenever one of them stops counting itself,
+// and Resize signals it when the limit grows; the count of waiters is
+// raised before the last try, so that either the try finds the room or
+// worker, or the goroutine that made it signals.
 func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 	p.roomWait.Add(1)
 	defer p.roomWait.Add(-1)
 	for {
 		if p.queue.push(t) {
 			p.ensureWorker()
-			if p.roomWait.Load() > 1 && p.queue.len() < len(p.queue.cells) {
-				p.signal(p.room) // room for another waiter too
-			}
+			p.passRoom()
+			return true
+		}
+		if p.spawn(t) {
+			p.passRoom()
 			return true
 		}
 		select {
 		case p.handoff <- t:
+			p.handedTo()
 			return true
 		case <-p.room:
 		case <-stop:
@@ -95,24 +108,42 @@ func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 	}
 }
 
+// passRoom wakes another waiting submitter, if there is one, after this one
+// found room: there may be more than one slot or worker free.
+func (p *Pool) passRoom() {
+	if p.roomWait.Load() > 1 {
+		p.signal(p.room)
+	}
+}
+
+// roomMade wakes a waiting submitter, if there is one, after a slot or a
+// worker place has freed up.
+func (p *Pool) roomMade() {
+	if p.roomWait.Load() > 0 {
+		p.signal(p.room)
+	}
+}
+
 // signal wakes one goroutine waiting on bell, or leaves the bell rung for
-// the next one to wait when the bell already is.
-func (p *Pool) signal(bell chan struct{}) {
+// the next one to wait. It reports false when the bell was rung already:
+// a wake-up is pending that nobody has taken yet.
+func (p *Pool) signal(bell chan struct{}) bool {
 	select {
 	case bell <- struct{}{}:
+		return true
 	default:
+		return false
 	}
 }
 
 // ensureWorker makes sure that a task just queued has a worker coming: it
-// wakes an idle worker, or starts one when none is idle. Idle workers count
-// themselves before they last look at the queue, so either that look finds
-// the task or this call sees them. Together with the re-check in a
-// worker's exit path it guarantees that no queued task is left without a
-// worker.
+// wakes an idle worker, or starts one when none is idle, or when a wake-up
+// is already pending for an earlier task. Idle workers count themselves
+// before they last look at the queue, so either that look finds the task
+// or this call sees them. Together with the re-check in a worker's exit
+// path it guarantees that no queued task is left without a worker.
 func (p *Pool) ensureWorker() {
-	if p.idle.Load() > 0 {
-		p.signal(p.bell)
+	if p.idle.Load() > 0 && p.signal(p.bell) {
 		return
 	}
 	p.spawn(task{})
@@ -184,6 +215,7 @@ func (w *workerState) next() (task, bool) {
 		}
 		// An exit token, the idle timeout of zero, or the pool quitting.
 		p.workers.Add(-1)
+		p.roomMade() // a waiting submitter may start a worker in its place
 		if p.queue.len() == 0 || !p.reserveWorker() {
 			return task{}, false
 		}
@@ -204,19 +236,20 @@ func (w *workerState) receive() (task, bool) {
 		return task{}, false
 	}
 	p.idle.Add(1)
-	defer p.idle.Add(-1)
 	for {
 		if t, ok := p.take(); ok {
-			if p.idle.Load() > 1 && p.queue.len() > 0 {
+			p.idle.Add(-1)
+			if p.idle.Load() > 0 && p.queue.len() > 0 {
 				p.signal(p.bell) // more queued, and others idle: pass it on
 			}
 			return t, true
 		}
 		select {
 		case t := <-p.handoff: // a task, or the idle reaper's exit token
-			return t, true
+			return t, true // the sender stopped counting this worker idle
 		case <-p.bell:
 		case <-p.quit:
+			p.idle.Add(-1)
 			return task{}, false
 		}
 	}
@@ -263,6 +296,7 @@ func (w *workerState) exit() {
 		if p.queue.len() > 0 {
 			p.spawn(task{})
 		}
+		p.roomMade()
 	}
 	if p.workers.Load() == 0 && p.ids.ttl <= 0 {
 		// The last worker leaves: no job runs, so every job in the

@@ -1,0 +1,159 @@
+package qpool
+
+import (
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// The tests of this file check that a submitter never waits for a worker
+// or a slot that is there: each sets up the moment where a wake-up is due,
+// with the pool's own counters telling when a goroutine is waiting, and
+// fails by a watchdog (or the test timeout) if the wake-up never comes.
+
+// waitUntil yields until cond holds.
+func waitUntil(cond func() bool) {
+	for !cond() {
+		runtime.Gosched()
+	}
+}
+
+// mustHappen fails t unless done closes within a generous watchdog.
+func mustHappen(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("watchdog: %s", what)
+	}
+}
+
+// TestRoomWakesWaitingSubmitter checks that a submitter waiting for room
+// gets in as soon as a worker takes a task from the full queue, not only
+// once the worker has nothing left to do: the worker is held in the task it
+// took while the submitter must get in.
+func TestRoomWakesWaitingSubmitter(t *testing.T) {
+	p := NewPool(WithWorkers(1), WithQueueSize(1))
+	defer p.Close()
+	first, second := make(chan struct{}), make(chan struct{})
+	defer close(second)
+	started, taken := make(chan struct{}), make(chan struct{})
+	p.Go(func() { close(started); <-first })
+	<-started
+	p.Go(func() { close(taken); <-second }) // fills the queue
+	submitted := make(chan error, 1)
+	go func() { submitted <- p.Go(func() {}) }()
+	for p.roomWait.Load() == 0 { // until the submitter waits for room
+		runtime.Gosched()
+	}
+	close(first)
+	<-taken // the worker took the queued task and is held in it
+	select {
+	case err := <-submitted:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watchdog: the waiting submitter was not let in while the worker was busy")
+	}
+}
+
+// A pool with no queue and no idle timeout: the worker that finishes while
+// a submitter waits for it exits rather than wait for a task, so the
+// submitter must start a worker in its place.
+func TestNoQueueWaiterStartsWorkerWhenOneExits(t *testing.T) {
+	p := NewPool(WithWorkers(1), WithQueueSize(0), WithIdleTimeout(0))
+	defer p.Close()
+	release := make(chan struct{})
+	waiterGetsIn(t, p, func() { <-release }, func() { close(release) },
+		"the waiting submitter's job never ran after the only worker exited")
+}
+
+// waiterGetsIn runs busy on p's only worker, has a second submission wait
+// for room, calls act, and checks that the second job then runs.
+func waiterGetsIn(t *testing.T, p *Pool, busy, act func(), what string) {
+	t.Helper()
+	ran := make(chan struct{})
+	if err := p.Go(busy); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.Go(func() { close(ran) }) }()
+	waitUntil(func() bool { return p.roomWait.Load() == 1 })
+	act()
+	mustHappen(t, ran, what)
+}
+
+// The same for a dependent job, queued by the goroutine that waits for
+// room on its behalf: before the fix, Close hung on it.
+func TestNoQueueDependentStartsWorker(t *testing.T) {
+	p := NewPool(WithWorkers(1), WithQueueSize(0), WithIdleTimeout(0))
+	defer p.Close()
+	p.Schedule("a", func() (any, error) { return nil, nil })
+	// The worker resolving a finds no room for b (no queue, and itself still
+	// counted), so a goroutine waits for room for b; then the worker exits.
+	b := p.Schedule("b", func() (any, error) { return "b", nil }, WithDependencies("a"))
+	mustHappen(t, b.Done(), "the dependent job never ran")
+}
+
+// An idle worker handed the idle reaper's exit token while a submitter,
+// which saw it idle, waits to hand it a job: the worker's exit must let the
+// submitter start a replacement.
+func TestNoQueueWaiterSurvivesExitToken(t *testing.T) {
+	for range 50 {
+		p := NewPool(WithWorkers(1), WithQueueSize(0), WithIdleTimeout(time.Hour))
+		if err := p.Go(func() {}); err != nil {
+			t.Fatal(err)
+		}
+		waitUntil(func() bool { return p.handTo(task{}) }) // the reaper's token
+		ran := make(chan struct{})
+		go func() { _ = p.Go(func() { close(ran) }) }()
+		mustHappen(t, ran, "the job waited for a worker that had exited")
+		p.Close()
+	}
+}
+
+// A job that ends its worker with runtime.Goexit while a submitter waits
+// for that worker: the replacement must come.
+func TestNoQueueWaiterSurvivesGoexit(t *testing.T) {
+	p := NewPool(WithWorkers(1), WithQueueSize(0), WithIdleTimeout(time.Hour), WithLogger(slog.New(slog.DiscardHandler)))
+	defer p.Close()
+	release := make(chan struct{})
+	waiterGetsIn(t, p, func() { <-release; runtime.Goexit() }, func() { close(release) },
+		"the job waited for a worker that had called Goexit")
+}
+
+// Growing a pool with no queue lets a waiting submitter start a worker.
+func TestResizeLetsNoQueueWaiterIn(t *testing.T) {
+	p := NewPool(WithWorkers(1), WithQueueSize(0))
+	defer p.Close()
+	release := make(chan struct{})
+	defer close(release)
+	waiterGetsIn(t, p, func() { <-release }, func() { p.Resize(2) },
+		"Resize did not let the waiting submitter in")
+}
+
+// Two submissions in a row to a pool whose one worker is idle, with room
+// for more workers: the first is handed to the idle worker, and the second
+// must get a worker of its own rather than wait behind the first (which
+// blocks here), although the first's worker has not run yet.
+func TestBackToBackJobsDoNotShareAWorker(t *testing.T) {
+	for range 20 {
+		p := NewPool(WithWorkers(4), WithIdleTimeout(time.Hour))
+		if err := p.Go(func() {}); err != nil {
+			t.Fatal(err)
+		}
+		p.Wait()
+		waitUntil(func() bool { return p.idle.Load() == 1 })
+		release, ran := make(chan struct{}), make(chan struct{})
+		if err := p.Go(func() { <-release }); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Go(func() { close(ran) }); err != nil {
+			t.Fatal(err)
+		}
+		mustHappen(t, ran, "the second job waited behind the first with workers to spare")
+		close(release)
+		p.Close()
+	}
+}
