@@ -132,28 +132,3 @@ func TestResizeLetsNoQueueWaiterIn(t *testing.T) {
 	waiterGetsIn(t, p, func() { <-release }, func() { p.Resize(2) },
 		"Resize did not let the waiting submitter in")
 }
-
-// Two submissions in a row to a pool whose one worker is idle, with room
-// for more workers: the first is handed to the idle worker, and the second
-// must get a worker of its own rather than wait behind the first (which
-// blocks here), although the first's worker has not run yet.
-func TestBackToBackJobsDoNotShareAWorker(t *testing.T) {
-	for range 20 {
-		p := NewPool(WithWorkers(4), WithIdleTimeout(time.Hour))
-		if err := p.Go(func() {}); err != nil {
-			t.Fatal(err)
-		}
-		p.Wait()
-		waitUntil(func() bool { return p.idle.Load() == 1 })
-		release, ran := make(chan struct{}), make(chan struct{})
-		if err := p.Go(func() { <-release }); err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Go(func() { close(ran) }); err != nil {
-			t.Fatal(err)
-		}
-		mustHappen(t, ran, "the second job waited behind the first with workers to spare")
-		close(release)
-		p.Close()
-	}
-}

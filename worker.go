@@ -46,18 +46,11 @@ func (p *Pool) enqueue(t task) error {
 func (p *Pool) handTo(t task) bool {
 	select {
 	case p.handoff <- t:
-		p.handedTo()
 		return true
 	default:
 		return false
 	}
 }
-
-// handedTo stops counting as idle a worker that was just handed a task. The
-// sender does it rather than the worker, which may not run for a while: a
-// submission right after this one must not count on that worker and queue
-// its task behind the one just handed over.
-func (p *Pool) handedTo() { p.idle.Add(-1) }
 
 // yieldForRoom lets other goroutines run once, then queues t if that made
 // room. A pool with more workers than processors runs functions that
@@ -99,7 +92,6 @@ func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 		}
 		select {
 		case p.handoff <- t:
-			p.handedTo()
 			return true
 		case <-p.room:
 		case <-stop:
@@ -246,7 +238,8 @@ func (w *workerState) receive() (task, bool) {
 		}
 		select {
 		case t := <-p.handoff: // a task, or the idle reaper's exit token
-			return t, true // the sender stopped counting this worker idle
+			p.idle.Add(-1)
+			return t, true
 		case <-p.bell:
 		case <-p.quit:
 			p.idle.Add(-1)
