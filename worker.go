@@ -199,6 +199,9 @@ func (w *workerState) next() (task, bool) {
 	p := w.pool
 	for {
 		if p.workers.Load() > p.maxWorkers.Load() && w.retire() {
+			// Resize may have raised the limit again since the retire
+			// read it, and a submitter may have found no place meanwhile.
+			p.roomMade()
 			return task{}, false
 		}
 		t, ok := w.receive()
