@@ -49,7 +49,7 @@
 //	workers               a submission with none idle    idle reaper, Resize, Close         Pool.Close
 //	idle reaper           a worker starting (a timer)    no worker and no retained result   Pool.Close
 //	                                                     left, or Close stops it
-//	dependent hand-off    a dependency finishing while   the queue takes the job, or abort  Pool.Close
+//	dependent hand-off    a dependency finishing while   the job finds room, or abort       Pool.Close
 //	                      the queue is full
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker

@@ -202,16 +202,12 @@ func (p *Pool) handOff(j *job) {
 		return // cancelled meanwhile
 	}
 	t := task{j: j}
-	if p.queue.push(t) {
-		p.ensureWorker()
-		return
-	}
-	if p.spawn(t) {
+	if p.tryQueue(t) || p.spawn(t) {
 		return
 	}
 	p.wg.Add(1)
-	// Owner: the pool. Ends when the queue takes the job or the pool
-	// aborts; waited in Close.
+	// Owner: the pool. Ends when the job finds room (the queue, a new
+	// worker, or an idle one) or the pool aborts; waited in Close.
 	go func() {
 		defer p.wg.Done()
 		if !p.waitForRoom(t, p.aborted) {

@@ -19,8 +19,7 @@ func (p *Pool) enqueue(t task) error {
 	} else if p.handTo(t) {
 		return nil
 	}
-	if p.queue.push(t) {
-		p.ensureWorker()
+	if p.tryQueue(t) {
 		return nil
 	}
 	if p.spawn(t) {
@@ -62,11 +61,17 @@ func (p *Pool) handTo(t task) bool {
 // at once.
 func (p *Pool) yieldForRoom(t task) bool {
 	runtime.Gosched()
-	if p.queue.push(t) {
-		p.ensureWorker()
-		return true
+	return p.tryQueue(t)
+}
+
+// tryQueue queues t, if the queue has room, and makes sure a worker is
+// coming for it.
+func (p *Pool) tryQueue(t task) bool {
+	if !p.queue.push(t) {
+		return false
 	}
-	return false
+	p.ensureWorker()
+	return true
 }
 
 // waitForRoom queues t once there is room, starts a worker for it once the
@@ -81,8 +86,7 @@ func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 	p.roomWait.Add(1)
 	defer p.roomWait.Add(-1)
 	for {
-		if p.queue.push(t) {
-			p.ensureWorker()
+		if p.tryQueue(t) {
 			p.passRoom()
 			return true
 		}
