@@ -13,41 +13,65 @@ import (
 // frees memory a block at a time.
 const chunkSize = 1024
 
-// memEntry is one change as the in-memory ledger keeps it: 48 bytes, with a
-// deletion marked by the tombstone value. Once written, an entry never
-// changes, so readers may hold pointers to it without a lock.
+// memEntry is one change as the in-memory ledger keeps it: 40 bytes, with a
+// deletion marked by the tombstone value. It names its key by an index in
+// the ledger's key table rather than holding the string, so that the only
+// pointers in the history are the values': the garbage collector scans the
+// whole history in every cycle, and a key's string pointed into the heap
+// once per change. Once written, an entry never changes, so readers may
+// hold pointers to it without a lock.
 type memEntry struct {
-	key   string
 	value any
-	nanos int64 // Timestamp as Unix nanoseconds
 	seq   uint64
+	stamp stamp  // Timestamp
+	key   uint32 // index of the key's cell in MemoryLedger.keys
+	moved bool   // a copy rehome made of an entry in a freed block
 }
 
-func (e *memEntry) change() StateChange {
+// stamp is a wall-clock time packed into one word: whole seconds since
+// 1970 above 30 bits of nanoseconds. Unpacking it takes two shifts where
+// Unix nanoseconds would take a division, and Read unpacks one per change
+// it returns (a tenth of a short read's time). Stamps order as the times
+// they stand for; the seconds have 34 bits, for the years 1698 to 2242.
+type stamp int64
+
+func stampOf(t time.Time) stamp { return stamp(t.Unix()<<30 | int64(t.Nanosecond())) }
+
+func (s stamp) time() time.Time { return time.Unix(int64(s>>30), int64(s&(1<<30-1))) }
+
+func (e *memEntry) change(key string) StateChange {
 	var c StateChange
-	e.fill(&c)
+	e.fill(&c, key)
 	return c
 }
 
 // fill writes e into c field by field. Reads fill a freshly allocated
 // slice in place this way: assigning a whole StateChange to an element
 // would build it on the stack and copy it with a bulk write barrier.
-func (e *memEntry) fill(c *StateChange) {
+func (e *memEntry) fill(c *StateChange, key string) {
 	c.Sequence = e.seq
-	c.Timestamp = time.Unix(0, e.nanos)
-	c.Key = e.key
+	c.Timestamp = e.stamp.time()
+	c.Key = key
 	c.Value, c.Deleted = e.value, e.value == tombstone
 	if c.Deleted {
 		c.Value = nil
 	}
 }
 
-// memCell holds a key's latest change: a pointer into the history, so that
-// applying a change to the state allocates nothing and reading it takes no
-// lock.
+// memCell is a key's record. It holds the key's latest change, a pointer
+// into the history, so that applying a change to the state allocates
+// nothing and reading it takes no lock; and the key's index in the key
+// table, by which entries name it, kept while any entry does. Only latest
+// is read without the ledger's mutex.
 type memCell struct {
 	latest atomic.Pointer[memEntry]
+	key    string
+	index  uint32 // in MemoryLedger.keys, or noIndex
+	refs   int    // entries naming the key: in the history, or moved out of it
 }
+
+// noIndex is the index of a cell that no entry names.
+const noIndex = ^uint32(0)
 
 // tombstone marks a deletion in a memEntry.
 var tombstone = &struct{ byte }{}
@@ -75,7 +99,12 @@ type MemoryLedger struct {
 	next    uint64 // sequence of the next change
 	changed chan struct{}
 	closed  bool
-	last    int64 // Unix nanoseconds of the newest change: the wall clock may step back
+	last    stamp // of the newest change: the wall clock may step back
+	// keys is the key table: the cells that entries name by index. A
+	// cell keeps its index while an entry names it; a released index is
+	// reused, so that the table does not grow with keys long gone.
+	keys []*memCell
+	free []uint32 // released indices in keys
 }
 
 var _ Ledger = (*MemoryLedger)(nil)
@@ -97,30 +126,28 @@ func (l *MemoryLedger) Append(_ context.Context, m Mutation) (StateChange, error
 			return StateChange{}, fmt.Errorf("%w: key %q is at revision %d, not %d", ErrConflict, m.Key, cur, m.Revision)
 		}
 	}
-	l.last = max(time.Now().UnixNano(), l.last)
-	e := l.put(memEntry{key: m.Key, value: m.Value, nanos: l.last, seq: l.next})
+	added := cell == nil
+	if added { // a deletion's cell only names the key for its entry
+		cell = &memCell{key: m.Key, index: noIndex}
+	}
+	l.last = max(stampOf(time.Now()), l.last)
+	e := l.put(memEntry{key: l.name(cell), value: m.Value, stamp: l.last, seq: l.next})
 	l.next++
 	switch {
 	case m.Delete:
 		e.value = tombstone
-		if cell != nil {
-			cell.latest.Store(nil)
-		}
-	case cell == nil:
-		cell = new(memCell)
+		l.supersede(cell, nil)
+	case added:
 		cell.latest.Store(e)
 		l.state.add(m.Key, cell)
-	default:
-		deleted := cell.latest.Swap(e) == nil
-		if deleted {
-			l.state.revive(m.Key, cell)
-		}
+	case l.supersede(cell, e):
+		l.state.revive(m.Key, cell)
 	}
 	if l.changed != nil {
 		close(l.changed)
 		l.changed = nil
 	}
-	c := e.change()
+	c := e.change(m.Key)
 	l.mu.Unlock()
 	return c, nil
 }
@@ -137,6 +164,46 @@ func revision(c *memCell) uint64 {
 		return e.seq + 1
 	}
 	return 0
+}
+
+// supersede makes e (nil for a deletion) the latest change of cell's key
+// and reports whether the key was deleted before. A superseded entry that
+// rehome moved out of a freed block no longer names the key.
+func (l *MemoryLedger) supersede(cell *memCell, e *memEntry) (wasDeleted bool) {
+	old := cell.latest.Swap(e)
+	if old != nil && old.moved {
+		l.unname(cell)
+	}
+	return old == nil
+}
+
+// name counts one more entry naming cell's key and returns the key's
+// index, giving the cell one if it has none. The table holds at most one
+// cell per live key and per key some retained change names, far below
+// 2³² on any machine.
+func (l *MemoryLedger) name(cell *memCell) uint32 {
+	if cell.index == noIndex {
+		if n := len(l.free); n > 0 {
+			cell.index, l.free = l.free[n-1], l.free[:n-1]
+			l.keys[cell.index] = cell
+		} else {
+			cell.index = uint32(len(l.keys))
+			l.keys = append(l.keys, cell)
+		}
+	}
+	cell.refs++
+	return cell.index
+}
+
+// unname counts one entry fewer naming cell's key, and releases the key's
+// index when none is left. A key whose latest change is retained keeps
+// its index: that entry names it.
+func (l *MemoryLedger) unname(cell *memCell) {
+	if cell.refs--; cell.refs == 0 {
+		l.keys[cell.index] = nil
+		l.free = append(l.free, cell.index)
+		cell.index = noIndex
+	}
 }
 
 // put stores e at its sequence, adding a block when needed, and returns
@@ -196,7 +263,8 @@ func (l *MemoryLedger) Read(_ context.Context, since uint64, limit int) ([]State
 	}
 	out := make([]StateChange, n)
 	for i := range out {
-		l.entry(since + uint64(i)).fill(&out[i])
+		e := l.entry(since + uint64(i))
+		e.fill(&out[i], l.keys[e.key].key)
 	}
 	return out, nil
 }
@@ -242,14 +310,18 @@ func (l *MemoryLedger) Compact(_ context.Context, before uint64) error {
 
 // rehome moves the entries of a block about to be freed that are still
 // some key's latest change, so that the state does not keep the block
-// alive.
+// alive; the moved copy names its key in the entry's place. The other
+// entries stop naming theirs.
 func (l *MemoryLedger) rehome(chunk *[chunkSize]memEntry) {
 	for i := range chunk {
 		e := &chunk[i]
-		c := l.cell(e.key)
-		if c != nil && c.latest.Load() == e {
+		c := l.keys[e.key]
+		if c.latest.Load() == e {
 			moved := *e
+			moved.moved = true
 			c.latest.Store(&moved)
+		} else {
+			l.unname(c)
 		}
 	}
 }
@@ -269,6 +341,7 @@ func (l *MemoryLedger) Close() error {
 	l.closed = true
 	l.state.clear()
 	l.chunks = nil
+	l.keys, l.free = nil, nil
 	if l.changed != nil {
 		close(l.changed)
 		l.changed = nil
