@@ -48,6 +48,23 @@ func BenchmarkSubmitWait(b *testing.B) {
 	}
 }
 
+// BenchmarkScheduleWaitCancellable waits with a context that can end: the
+// wait selects on the job's Done channel, made for the purpose, instead of
+// parking on the job's semaphore.
+func BenchmarkScheduleWaitCancellable(b *testing.B) {
+	p := qpool.NewPool(qpool.WithResultTTL(0))
+	defer p.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fn := func() (any, error) { return nil, nil }
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := p.Schedule(ids[i&(len(ids)-1)], fn).Wait(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkScheduleThenWait submits a batch, then collects it: the
 // throughput shape, where most futures have resolved before Wait.
 func BenchmarkScheduleThenWait(b *testing.B) {

@@ -86,9 +86,9 @@ func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *F
 // start fills in a new job, which r embeds, and submits it: the one path
 // that Submit's and Schedule's call types share.
 func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) {
-	j.id, j.r, j.pool = id, r, p
+	j.id, j.r = id, r
 	j.resolved.Add(1)
-	j.cfg = newJobConfig(opts)
+	j.cfg = p.jobConfig(opts)
 	p.submit(j, nilFn)
 }
 
@@ -130,4 +130,4 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 // future resolves with [context.Canceled]. A running job's context is
 // cancelled; its future resolves with whatever the function then returns,
 // and it is not retried. Cancel of a resolved future does nothing.
-func (f *Future[T]) Cancel() { f.j.pool.cancelJob(f.j) }
+func (f *Future[T]) Cancel() { f.j.cfg.pool.cancelJob(f.j) }

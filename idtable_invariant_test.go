@@ -212,9 +212,9 @@ func TestDefaultJobConfigUntouched(t *testing.T) {
 	require.NoError(t, errOf(f))
 	require.Equal(t, []string{"a", "b"}, f.j.cfg.deps)
 	require.Equal(t, 1, f.j.cfg.attempts)
-	require.Equal(t, jobConfig{attempts: 1}, defaultJobConfig)
+	require.Equal(t, jobConfig{pool: p, attempts: 1}, p.jobDefaults)
 	g := Submit(p, "d", okFn)
-	require.Same(t, &defaultJobConfig, g.j.cfg)
+	require.Same(t, &p.jobDefaults, g.j.cfg)
 	require.NoError(t, errOf(g))
 	_ = deps
 }

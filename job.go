@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -29,6 +30,7 @@ const (
 // Job flags, set once and never cleared.
 const (
 	flagCanceled      uint32 = 1 << iota // Future.Cancel was called
+	flagMakingDone                       // a doneChan caller is making done
 	flagHasDone                          // done was made: wake must close it
 	flagHasDependents                    // a job may depend on this one: release takes pool.mu
 	flagCtxCanceled                      // the context was cancelled before it was built
@@ -52,20 +54,19 @@ type runner interface {
 
 // job is the untyped core of a submitted function: its ID, options, state
 // and result. It is embedded in the typed call, so one allocation holds
-// both. It is kept small (112 bytes) because every submission allocates one
-// and a future keeps it alive: what few jobs need lives in extra.
+// both. It is kept small (96 bytes, so that Schedule's call is 128)
+// because every submission allocates one and a future keeps it alive: what
+// few jobs need lives in extra, and the pool is found through cfg.
 type job struct {
-	id   string
-	cfg  *jobConfig // shared and immutable; defaultJobConfig when no option was given
-	r    runner
-	pool *Pool
+	id  string
+	cfg *jobConfig // shared and immutable; the pool's jobDefaults when no option was given
+	r   runner
 
 	state    atomic.Int32   // one of the state constants
 	flags    atomic.Uint32  // the flag constants
 	resolved sync.WaitGroup // Done once at resolution: a wait that allocates nothing
-	mu       sync.Mutex     // guards done and extra's context
 	err      error          // final error: written once, before state becomes done
-	done     chan struct{}  // made by the first Done or ctx-aware Wait
+	done     chan struct{}  // made by the first Done or ctx-aware Wait; see doneChan
 
 	extra atomic.Pointer[jobExtra] // made by the first dependency link or context build
 }
@@ -74,7 +75,8 @@ type job struct {
 // and a built context.
 type jobExtra struct {
 	deps depState    // guarded by pool.mu
-	ctx  lazyContext // guarded by job.mu
+	mu   sync.Mutex  // guards ctx
+	ctx  lazyContext // guarded by mu
 }
 
 // depState is a job's dependency bookkeeping.
@@ -83,9 +85,8 @@ type depState struct {
 	dependents []*job // jobs waiting for this one
 }
 
-// more returns j's extra part, making it if needed. Callers hold either the
-// pool's mutex (dependencies) or j's (context), so two may race to make it:
-// the first one's wins.
+// more returns j's extra part, making it if needed. Two callers may race to
+// make it: the first one's wins.
 func (j *job) more() *jobExtra {
 	if x := j.extra.Load(); x != nil {
 		return x
@@ -111,22 +112,27 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 func (j *job) isDone() bool { return j.state.Load() == stateDone }
 
 // doneChan returns a channel closed when the job is resolved, allocating it
-// only for the first caller that has to wait. It sets flagHasDone before it
-// looks at the state, and wake looks at the flag after the state became
-// done, so one of the two sees the other: either this call finds the job
-// done, or wake closes the channel.
+// only for the first caller that has to wait, without a lock: the caller
+// that sets flagMakingDone makes the channel and then sets flagHasDone,
+// which publishes it; others wait for that flag. Every caller looks at the
+// state after it has seen flagHasDone, and wake looks at the flag after
+// the state became done, so one of the two sees the other: either this
+// call finds the job done, or wake closes the channel.
 func (j *job) doneChan() <-chan struct{} {
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	if j.isDone() {
 		return closedChan
 	}
-	if j.done == nil {
-		j.done = make(chan struct{})
-		j.set(flagHasDone)
-		if j.isDone() {
-			return closedChan // wake may not have seen the flag
+	if !j.has(flagHasDone) {
+		if j.flags.Or(flagMakingDone)&flagMakingDone == 0 {
+			j.done = make(chan struct{})
+			j.set(flagHasDone)
 		}
+		for !j.has(flagHasDone) {
+			runtime.Gosched() // another caller is between the two flags
+		}
+	}
+	if j.isDone() {
+		return closedChan // wake may not have seen the flag
 	}
 	return j.done
 }
@@ -160,10 +166,7 @@ func (j *job) wake() {
 	if !j.has(flagHasDone) {
 		return // nobody asked for a channel before the job was resolved
 	}
-	j.mu.Lock()
-	ch := j.done
-	j.mu.Unlock()
-	close(ch)
+	close(j.done)
 }
 
 func contains(states []int32, s int32) bool {

@@ -22,7 +22,7 @@ type jobContext job
 
 // lazyContext is the part of a job's context that most jobs never need,
 // kept in the job's extra part so that a job stays small. Guarded by the
-// job's mutex.
+// extra part's mutex.
 type lazyContext struct {
 	inner  context.Context // built on demand from the pool's base context
 	cancel context.CancelCauseFunc
@@ -42,11 +42,12 @@ func (c *jobContext) String() string { return "qpool job " + strconv.Quote(c.id)
 // built returns the real context, building it if needed.
 func (c *jobContext) built() context.Context {
 	j := (*job)(c)
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	l := &j.more().ctx
+	x := j.more()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	l := &x.ctx
 	if l.inner == nil {
-		l.inner, l.cancel = context.WithCancelCause(j.pool.baseCtx)
+		l.inner, l.cancel = context.WithCancelCause(j.cfg.pool.baseCtx)
 		j.set(flagCtxBuilt)
 		switch {
 		case l.cause != nil:
@@ -92,14 +93,15 @@ func (c *jobContext) Value(key any) any {
 // cancelWith ends the context with cause err.
 func (c *jobContext) cancelWith(err error) {
 	j := (*job)(c)
-	j.mu.Lock()
-	l := &j.more().ctx
+	x := j.more()
+	x.mu.Lock()
+	l := &x.ctx
 	cancel := l.cancel
 	if cancel == nil && l.cause == nil {
 		l.cause = err
 		j.set(flagCtxCanceled)
 	}
-	j.mu.Unlock()
+	x.mu.Unlock()
 	if cancel != nil {
 		cancel(err)
 	}
@@ -113,8 +115,9 @@ func (c *jobContext) release() {
 	if !j.has(flagCtxBuilt) {
 		return
 	}
-	j.mu.Lock()
-	cancel := j.more().ctx.cancel
-	j.mu.Unlock()
+	x := j.more()
+	x.mu.Lock()
+	cancel := x.ctx.cancel
+	x.mu.Unlock()
 	cancel(context.Canceled)
 }

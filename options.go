@@ -147,6 +147,7 @@ func (o idleTimeoutOption) String() string {
 }
 
 type jobConfig struct {
+	pool         *Pool // the job's pool: here rather than in every job
 	timeout      time.Duration
 	attempts     int
 	backoff      time.Duration
@@ -154,18 +155,15 @@ type jobConfig struct {
 	entanglement *Entanglement
 }
 
-// defaultJobConfig is the configuration of every job submitted without
-// options. Jobs point to their configuration, so that most share this one
-// and a job stays small (a job is allocated per submission).
-var defaultJobConfig = jobConfig{attempts: 1}
-
-// newJobConfig applies opts to a configuration of their own, or returns
-// the shared default when there are none.
-func newJobConfig(opts []JobOption) *jobConfig {
+// jobConfig applies opts to a configuration of their own, or returns the
+// pool's default (Pool.jobDefaults) when there are none. Jobs point to
+// their configuration, so that most share one and a job stays small (a job
+// is allocated per submission).
+func (p *Pool) jobConfig(opts []JobOption) *jobConfig {
 	if len(opts) == 0 {
-		return &defaultJobConfig
+		return &p.jobDefaults
 	}
-	c := defaultJobConfig
+	c := p.jobDefaults
 	for _, o := range opts {
 		if o != nil {
 			o.applyJob(&c)

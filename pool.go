@@ -24,6 +24,8 @@ type Pool struct {
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 	procs   int             // GOMAXPROCS when the pool was built
 
+	jobDefaults jobConfig // of every job submitted without options
+
 	queue   taskRing      // tasks waiting for a worker
 	handoff chan task     // unbuffered: a task (or exit token) straight to an idle worker
 	bell    chan struct{} // one slot: wakes an idle worker for a queued task
@@ -94,6 +96,7 @@ func NewPool(opts ...Option) *Pool {
 		aborted: make(chan struct{}),
 		quit:    make(chan struct{}),
 	}
+	p.jobDefaults = jobConfig{pool: p, attempts: 1}
 	p.queue.init(cfg.queueSize)
 	p.ids.init(cfg.resultTTL)
 	p.allDone = sync.NewCond(&p.mu)

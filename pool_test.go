@@ -124,6 +124,22 @@ func TestDoneRacesResolution(t *testing.T) {
 	}
 }
 
+// TestConcurrentDoneCallers has several goroutines ask one job for its
+// Done channel at once, as the job resolves: one of them makes the channel
+// while the others wait for it, and every channel any of them gets must be
+// closed. A missed close hangs the test.
+func TestConcurrentDoneCallers(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2), qpool.WithResultTTL(0))
+	for i := range 2_000 {
+		f := p.Schedule(fmt.Sprint("job-", i), func() (any, error) { return nil, nil })
+		var callers sync.WaitGroup
+		for range 4 {
+			callers.Go(func() { <-f.Done() })
+		}
+		callers.Wait()
+	}
+}
+
 func TestSubmitTyped(t *testing.T) {
 	p := newTestPool(t)
 	f := qpool.Submit(p, "n", func(ctx context.Context) (int, error) { return 42, nil })
