@@ -32,7 +32,10 @@ type memEntry struct {
 // 1970 above 30 bits of nanoseconds. Unpacking it takes two shifts where
 // Unix nanoseconds would take a division, and Read unpacks one per change
 // it returns (a tenth of a short read's time). Stamps order as the times
-// they stand for; the seconds have 34 bits, for the years 1698 to 2242.
+// they stand for; the seconds have 34 bits, for the years 1698 to 2242
+// (UnixNano's were 1678 to 2262). A clock beyond 2242 would wrap to a
+// negative stamp, and the ledger's timestamps would stay at the last one
+// before it, since they never decrease.
 type stamp int64
 
 func stampOf(t time.Time) stamp { return stamp(t.Unix()<<30 | int64(t.Nanosecond())) }
@@ -127,19 +130,25 @@ func (l *MemoryLedger) Append(_ context.Context, m Mutation) (StateChange, error
 		}
 	}
 	added := cell == nil
-	if added { // a deletion's cell only names the key for its entry
+	if added {
 		cell = &memCell{key: m.Key, index: noIndex}
 	}
 	l.last = max(stampOf(time.Now()), l.last)
 	e := l.put(memEntry{key: l.name(cell), value: m.Value, stamp: l.last, seq: l.next})
 	l.next++
 	switch {
+	case added:
+		if m.Delete {
+			e.value = tombstone
+		} else {
+			cell.latest.Store(e)
+		}
+		// A deletion's cell goes into the state too, as a deleted key's:
+		// the key's next changes find it and name the same index.
+		l.state.add(m.Key, cell)
 	case m.Delete:
 		e.value = tombstone
 		l.supersede(cell, nil)
-	case added:
-		cell.latest.Store(e)
-		l.state.add(m.Key, cell)
 	case l.supersede(cell, e):
 		l.state.revive(m.Key, cell)
 	}
@@ -178,9 +187,11 @@ func (l *MemoryLedger) supersede(cell *memCell, e *memEntry) (wasDeleted bool) {
 }
 
 // name counts one more entry naming cell's key and returns the key's
-// index, giving the cell one if it has none. The table holds at most one
-// cell per live key and per key some retained change names, far below
-// 2³² on any machine.
+// index, giving the cell one if it has none. The table holds the cells
+// that retained changes name: one per key, except that a deleted key whose
+// cell the state dropped at a promotion gets a new cell when it changes
+// again, while changes still name the old one. Far below 2³² on any
+// machine.
 func (l *MemoryLedger) name(cell *memCell) uint32 {
 	if cell.index == noIndex {
 		if n := len(l.free); n > 0 {

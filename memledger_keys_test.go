@@ -135,3 +135,65 @@ func TestMemoryLedgerKeyTableIsBounded(t *testing.T) {
 		t.Fatalf("key table has %d slots after %d keys came and went; want at most %d", len(l.keys), n, limit)
 	}
 }
+
+// TestMemoryLedgerKeyTableBoundedWithMovedChanges keeps each key past the
+// retention window, so that its latest change is moved out of a freed
+// block, then changes and deletes it: the moved copy stops naming the key
+// when it is superseded, and the table must not grow with every key ever
+// used.
+func TestMemoryLedgerKeyTableBoundedWithMovedChanges(t *testing.T) {
+	ctx := context.Background()
+	l := NewMemoryLedger()
+	defer l.Close()
+	const n, window, lifetime = 30_000, 2 * chunkSize, 3_000
+	for i := range n {
+		if _, err := l.Append(ctx, Mutation{Key: fmt.Sprintf("job-%d", i), Value: i}); err != nil {
+			t.Fatal(err)
+		}
+		if old := i - lifetime; old >= 0 {
+			key := fmt.Sprintf("job-%d", old)
+			if _, err := l.Append(ctx, Mutation{Key: key, Value: -old}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Append(ctx, Mutation{Key: key, Delete: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, next := l.Bounds(); next > window {
+			if err := l.Compact(ctx, next-window); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	checkKeyTable(t, l)
+	if limit := lifetime + window + chunkSize; len(l.keys) > limit {
+		t.Fatalf("key table has %d slots after %d keys came and went; want at most %d", len(l.keys), n, limit)
+	}
+}
+
+// TestMemoryLedgerDeletingAnAbsentKeyAllocatesNothing records deletions of
+// a key that was never set: after the first, they reuse its cell and its
+// index instead of making new ones.
+func TestMemoryLedgerDeletingAnAbsentKeyAllocatesNothing(t *testing.T) {
+	ctx := context.Background()
+	l := NewMemoryLedger()
+	defer l.Close()
+	del := func() {
+		if _, err := l.Append(ctx, Mutation{Key: "never-set", Delete: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del()
+	// A block of history is allocated every 1,024 changes: well below one
+	// allocation per run on average.
+	if allocs := testing.AllocsPerRun(10_000, del); allocs != 0 {
+		t.Fatalf("a deletion of an absent key allocates %v times", allocs)
+	}
+	if len(l.keys) != 1 {
+		t.Fatalf("key table has %d slots for one key", len(l.keys))
+	}
+	if _, _, ok := l.Get("never-set"); ok {
+		t.Fatal("Get finds a key that was only deleted")
+	}
+	checkKeyTable(t, l)
+}
