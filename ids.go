@@ -31,6 +31,7 @@ const (
 type idRegistry struct {
 	seed   maphash.Seed
 	ttl    time.Duration
+	epoch  time.Time // with a monotonic reading, which expiries count from
 	shards [idShards]idShard
 }
 
@@ -44,12 +45,17 @@ type idShard struct {
 // retainedJob is a finished job kept for the result TTL.
 type retainedJob struct {
 	j       *job
-	expires time.Time
+	expires time.Duration // since the registry's epoch
 }
 
 func (r *idRegistry) init(ttl time.Duration) {
-	r.seed, r.ttl = maphash.MakeSeed(), ttl
+	r.seed, r.ttl, r.epoch = maphash.MakeSeed(), ttl, time.Now()
 }
+
+// now is the time since the registry's epoch. It reads only the monotonic
+// clock, where time.Now reads the wall clock too: a worker reads it for
+// every job it finishes.
+func (r *idRegistry) now() time.Duration { return time.Since(r.epoch) }
 
 // shard returns id's shard and hash.
 func (r *idRegistry) shard(id string) (*idShard, uint64) {
@@ -87,17 +93,17 @@ func (r *idRegistry) add(j *job) bool {
 }
 
 // finished retains a resolved job for the TTL. Without a TTL it does
-// nothing: sweeps drop finished jobs (see idRegistry).
+// nothing: sweeps drop finished jobs (see idRegistry). It does not look the
+// job up in the table: a job with the same ID may have replaced it since
+// it was resolved, and then expire leaves the replacement alone.
 func (r *idRegistry) finished(j *job) {
 	if r.ttl <= 0 {
 		return
 	}
-	s, h := r.shard(j.id)
+	s, _ := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.jobs.find(h, j.id) == j {
-		s.retained = append(s.retained, retainedJob{j, time.Now().Add(r.ttl)})
-	}
+	s.retained = append(s.retained, retainedJob{j, r.now() + r.ttl})
 }
 
 // expire drops retained jobs whose result TTL has passed. s.mu must be held.
@@ -105,9 +111,9 @@ func (s *idShard) expire(r *idRegistry) {
 	if len(s.retained) == 0 {
 		return
 	}
-	now := time.Now()
+	now := r.now()
 	i := 0
-	for ; i < len(s.retained) && now.After(s.retained[i].expires); i++ {
+	for ; i < len(s.retained) && now > s.retained[i].expires; i++ {
 		j := s.retained[i].j
 		s.jobs.remove(maphash.String(r.seed, j.id), j) // unless replaced
 		s.retained[i] = retainedJob{}

@@ -377,6 +377,27 @@ func TestResultRetention(t *testing.T) {
 	})
 }
 
+// TestReusedIDOutlivesTheFirstJobsTTL reuses a finished job's ID before
+// the first job's result expires: the first job's expiry must not drop
+// the second, which is kept for its own TTL.
+func TestReusedIDOutlivesTheFirstJobsTTL(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newTestPool(t, qpool.WithResultTTL(time.Minute))
+		wait(t, p.Schedule("a", func() (any, error) { return 1, nil }))
+		time.Sleep(30 * time.Second)
+		wait(t, p.Schedule("a", func() (any, error) { return 2, nil }))
+		time.Sleep(45 * time.Second) // the first job's TTL has passed
+		r, found := p.Result("a")
+		require.True(t, found, "the second job's result was dropped with the first's")
+		v, err := wait(t, r)
+		require.NoError(t, err)
+		assert.Equal(t, 2, v)
+		time.Sleep(20 * time.Second)
+		_, found = p.Result("a")
+		assert.False(t, found, "the second job's result outlived its TTL")
+	})
+}
+
 func TestNoRetention(t *testing.T) {
 	p := newTestPool(t, qpool.WithResultTTL(0))
 	wait(t, p.Schedule("a", ok))
