@@ -3,6 +3,7 @@ package qpool
 import (
 	"log/slog"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 )
@@ -131,4 +132,27 @@ func TestResizeLetsNoQueueWaiterIn(t *testing.T) {
 	defer close(release)
 	waiterGetsIn(t, p, func() { <-release }, func() { p.Resize(2) },
 		"Resize did not let the waiting submitter in")
+}
+
+// TestJobQueuedBehindAHandOffGetsAWorker hands a job to the pool's one
+// idle worker and submits a second before that worker has run: the second
+// finds the worker still counted idle, so it is queued and rings the bell
+// for it, but the worker is taken by the first job. With room for more
+// workers the second must get one: here the first job waits for the
+// second, so a second left in the queue would never run. One processor
+// makes the moment certain: the worker cannot run between the two
+// submissions.
+func TestJobQueuedBehindAHandOffGetsAWorker(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p := NewPool(WithWorkers(4))
+	defer p.Close()
+	p.Go(func() {})
+	waitUntil(func() bool { return p.idle.Load() == 1 })
+	release := make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	defer unblock() // lets the pool close after a failure
+	p.Schedule("first", func() (any, error) { <-release; return nil, nil })
+	second := p.Schedule("second", func() (any, error) { unblock(); return nil, nil })
+	mustHappen(t, second.Done(), "the second job waited behind the first, which waits for it")
 }

@@ -245,7 +245,15 @@ func (w *workerState) receive() (task, bool) {
 		}
 		select {
 		case t := <-p.handoff: // a task, or the idle reaper's exit token
-			p.idle.Add(-1)
+			if p.idle.Add(-1) == 0 && p.queue.len() > 0 {
+				// A task was queued for an idle worker after this one
+				// was handed t, while it still counted itself idle: no
+				// worker is idle now to answer the bell, so start one.
+				// A submitter queues before it looks for idle workers,
+				// and this looks at the queue after it stopped counting
+				// itself, so one of the two sees the other.
+				p.spawn(task{})
+			}
 			return t, true
 		case <-p.bell:
 		case <-p.quit:
