@@ -156,3 +156,33 @@ func TestJobQueuedBehindAHandOffGetsAWorker(t *testing.T) {
 	second := p.Schedule("second", func() (any, error) { unblock(); return nil, nil })
 	mustHappen(t, second.Done(), "the second job waited behind the first, which waits for it")
 }
+
+// TestJobQueuedBehindAWokenWorkerGetsAWorker is the same moment on the
+// other way in: two tasks are queued without a hand-off (as a finishing
+// job queues its dependents), the first wakes the one idle worker through
+// the bell, and the second, finding that worker still counted idle, rings
+// the bell again. The woken worker takes the first, which waits for the
+// second: the second must get a worker of its own.
+func TestJobQueuedBehindAWokenWorkerGetsAWorker(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	p := NewPool(WithWorkers(4))
+	defer p.Close()
+	p.Go(func() {})
+	waitUntil(func() bool { return p.idle.Load() == 1 })
+	release, second := make(chan struct{}), make(chan struct{})
+	var released sync.Once
+	unblock := func() { released.Do(func() { close(release) }) }
+	defer unblock() // lets the pool close after a failure
+	queue := func(fn func()) {
+		if !p.accept() {
+			t.Fatal("pool closed")
+		}
+		p.stats.submitted.Add(1)
+		if !p.tryQueue(task{fn: fn}) {
+			t.Fatal("queue full")
+		}
+	}
+	queue(func() { <-release })
+	queue(func() { unblock(); close(second) })
+	mustHappen(t, second, "the second task waited behind the first, which waits for it")
+}

@@ -237,22 +237,19 @@ func (w *workerState) receive() (task, bool) {
 	p.idle.Add(1)
 	for {
 		if t, ok := p.take(); ok {
-			p.idle.Add(-1)
-			if p.idle.Load() > 0 && p.queue.len() > 0 {
-				p.signal(p.bell) // more queued, and others idle: pass it on
+			if p.idle.Add(-1) > 0 {
+				if p.queue.len() > 0 {
+					p.signal(p.bell) // more queued, and others idle: pass it on
+				}
+			} else {
+				p.lastIdleLeft()
 			}
 			return t, true
 		}
 		select {
 		case t := <-p.handoff: // a task, or the idle reaper's exit token
-			if p.idle.Add(-1) == 0 && p.queue.len() > 0 {
-				// A task was queued for an idle worker after this one
-				// was handed t, while it still counted itself idle: no
-				// worker is idle now to answer the bell, so start one.
-				// A submitter queues before it looks for idle workers,
-				// and this looks at the queue after it stopped counting
-				// itself, so one of the two sees the other.
-				p.spawn(task{})
+			if p.idle.Add(-1) == 0 {
+				p.lastIdleLeft()
 			}
 			return t, true
 		case <-p.bell:
@@ -260,6 +257,21 @@ func (w *workerState) receive() (task, bool) {
 			p.idle.Add(-1)
 			return task{}, false
 		}
+	}
+}
+
+// lastIdleLeft starts a worker if a task is queued when the last idle
+// worker has stopped counting itself idle. A submitter that queued it while
+// this worker still counted itself idle rang the bell for it (or found the
+// bell rung for this worker) and started no worker, and no idle worker is
+// left to answer: the task would wait for a busy one, though the pool may
+// have room for more, and forever if the task this worker took waits for
+// it. A submitter queues before it looks for idle workers, and this looks
+// at the queue after the worker stopped counting itself, so one of the two
+// sees the other.
+func (p *Pool) lastIdleLeft() {
+	if p.queue.len() > 0 {
+		p.spawn(task{})
 	}
 }
 
