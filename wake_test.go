@@ -134,6 +134,24 @@ func TestResizeLetsNoQueueWaiterIn(t *testing.T) {
 		"Resize did not let the waiting submitter in")
 }
 
+// oneIdleWorker returns, on one processor for the rest of the test, a pool
+// of up to four workers with one of them idle, a channel for tasks to
+// block on, and the function that closes it. The test's end closes it too,
+// so that the pool can close after a failure.
+func oneIdleWorker(t *testing.T) (p *Pool, release <-chan struct{}, unblock func()) {
+	procs := runtime.GOMAXPROCS(1)
+	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
+	p = NewPool(WithWorkers(4))
+	t.Cleanup(func() { p.Close() })
+	p.Go(func() {})
+	waitUntil(func() bool { return p.idle.Load() == 1 })
+	ch := make(chan struct{})
+	var once sync.Once
+	unblock = func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(unblock)
+	return p, ch, unblock
+}
+
 // TestJobQueuedBehindAHandOffGetsAWorker hands a job to the pool's one
 // idle worker and submits a second before that worker has run: the second
 // finds the worker still counted idle, so it is queued and rings the bell
@@ -143,15 +161,7 @@ func TestResizeLetsNoQueueWaiterIn(t *testing.T) {
 // makes the moment certain: the worker cannot run between the two
 // submissions.
 func TestJobQueuedBehindAHandOffGetsAWorker(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	p := NewPool(WithWorkers(4))
-	defer p.Close()
-	p.Go(func() {})
-	waitUntil(func() bool { return p.idle.Load() == 1 })
-	release := make(chan struct{})
-	var released sync.Once
-	unblock := func() { released.Do(func() { close(release) }) }
-	defer unblock() // lets the pool close after a failure
+	p, release, unblock := oneIdleWorker(t)
 	p.Schedule("first", func() (any, error) { <-release; return nil, nil })
 	second := p.Schedule("second", func() (any, error) { unblock(); return nil, nil })
 	mustHappen(t, second.Done(), "the second job waited behind the first, which waits for it")
@@ -164,15 +174,8 @@ func TestJobQueuedBehindAHandOffGetsAWorker(t *testing.T) {
 // the bell again. The woken worker takes the first, which waits for the
 // second: the second must get a worker of its own.
 func TestJobQueuedBehindAWokenWorkerGetsAWorker(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	p := NewPool(WithWorkers(4))
-	defer p.Close()
-	p.Go(func() {})
-	waitUntil(func() bool { return p.idle.Load() == 1 })
-	release, second := make(chan struct{}), make(chan struct{})
-	var released sync.Once
-	unblock := func() { released.Do(func() { close(release) }) }
-	defer unblock() // lets the pool close after a failure
+	p, release, unblock := oneIdleWorker(t)
+	second := make(chan struct{})
 	queue := func(fn func()) {
 		if !p.accept() {
 			t.Fatal("pool closed")
