@@ -262,8 +262,8 @@ func (w *workerState) receive() (task, bool) {
 
 // lastIdleLeft starts a worker if a task is queued when the last idle
 // worker has stopped counting itself idle. A submitter that queued it while
-// this worker still counted itself idle rang the bell for it (or found the
-// bell rung for this worker) and started no worker, and no idle worker is
+// this worker still counted itself idle, already handed a job or woken for
+// one, rang the bell for it and started no worker, and no idle worker is
 // left to answer: the task would wait for a busy one, though the pool may
 // have room for more, and forever if the task this worker took waits for
 // it. A submitter queues before it looks for idle workers, and this looks
