@@ -76,20 +76,19 @@ func (r *idRegistry) get(id string) *job {
 	return j
 }
 
+// isLive reports whether j is unresolved: its ID is then taken.
+func isLive(j *job) bool { return !j.isDone() }
+
 // add registers j unless a job with its ID is still unresolved.
 func (r *idRegistry) add(j *job) bool {
 	s, h := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.expire(r)
-	if old := s.jobs.find(h, j.id); old != nil && !old.isDone() {
-		return false
-	}
 	if r.ttl <= 0 && s.jobs.full() {
 		s.jobs.tidy((*job).isDone)
 	}
-	s.jobs.put(h, j)
-	return true
+	return s.jobs.putUnless(h, j, isLive) == nil
 }
 
 // finished retains a resolved job for the TTL. Without a TTL it does

@@ -43,7 +43,13 @@ func (t *idTable) find(h uint64, id string) *job {
 func (t *idTable) full() bool { return 4*(t.n+1) > 3*len(t.slots) }
 
 // put registers j under its ID (hash h), replacing any job with that ID.
-func (t *idTable) put(h uint64, j *job) {
+func (t *idTable) put(h uint64, j *job) { t.putUnless(h, j, nil) }
+
+// putUnless registers j under its ID (hash h), replacing any job with that
+// ID unless keep (when not nil) says that job stays: then it returns that
+// job and registers nothing. One probe serves as both the lookup and the
+// insertion.
+func (t *idTable) putUnless(h uint64, j *job, keep func(*job) bool) *job {
 	if t.full() {
 		t.resize(max(2*len(t.slots), minTable))
 	}
@@ -51,12 +57,16 @@ func (t *idTable) put(h uint64, j *job) {
 	i := h & mask
 	for ; t.slots[i].j != nil; i = (i + 1) & mask {
 		if s := t.slots[i]; s.hash == h && s.j.id == j.id {
+			if keep != nil && keep(s.j) {
+				return s.j
+			}
 			t.slots[i].j = j
-			return
+			return nil
 		}
 	}
 	t.slots[i] = idSlot{h, j}
 	t.n++
+	return nil
 }
 
 // remove unregisters j (hash h) if it is the job registered under its ID,

@@ -25,11 +25,33 @@ func TestIDTableModel(t *testing.T) {
 		for op := range 5000 {
 			id := fmt.Sprint("j", rng.IntN(60))
 			h := hashOf(id)
-			switch rng.IntN(3) {
+			switch rng.IntN(4) {
 			case 0:
 				j := &job{id: id}
 				tab.put(h, j)
 				model[id] = j
+			case 3:
+				j, keepOld, asked := &job{id: id}, rng.IntN(2) == 0, false
+				got := tab.putUnless(h, j, func(old *job) bool {
+					if asked = true; old != model[id] {
+						t.Fatalf("seed %d op %d: putUnless(%s) asked about %p, registered %p", seed, op, id, old, model[id])
+					}
+					return keepOld
+				})
+				old := model[id]
+				switch {
+				case asked != (old != nil):
+					t.Fatalf("seed %d op %d: putUnless(%s) asked %v with a job registered: %v", seed, op, id, asked, old != nil)
+				case old != nil && keepOld:
+					if got != old {
+						t.Fatalf("seed %d op %d: putUnless(%s) = %p, want the kept %p", seed, op, id, got, old)
+					}
+				default:
+					if got != nil {
+						t.Fatalf("seed %d op %d: putUnless(%s) = %p, want nil", seed, op, id, got)
+					}
+					model[id] = j
+				}
 			case 1:
 				if j := model[id]; j != nil && rng.IntN(4) > 0 {
 					if !tab.remove(h, j) {
