@@ -47,6 +47,8 @@
 //
 //	goroutine / timer     started by                     ends when                          waited in
 //	workers               a submission with none idle    idle reaper, Resize, Close         Pool.Close
+//	                      (or a worker, Resize: a task
+//	                      queued with none idle)
 //	idle reaper           a worker starting (a timer)    no worker and no retained result   Pool.Close
 //	                                                     left, or Close stops it
 //	dependent hand-off    a dependency finishing while   the job finds room, or abort       Pool.Close
