@@ -7,7 +7,7 @@ replace github.com/qpool/qpool => ../
 require (
 	github.com/alitto/pond/v2 v2.7.1
 	github.com/panjf2000/ants/v2 v2.12.1
-	github.com/qpool/qpool v0.0.0-00010101000000-000000000000
+	github.com/qpool/qpool v0.1.0
 	github.com/sourcegraph/conc v0.3.0
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0

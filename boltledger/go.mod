@@ -3,7 +3,7 @@ module github.com/qpool/qpool/boltledger
 go 1.26.0
 
 require (
-	github.com/qpool/qpool v0.0.0-00010101000000-000000000000
+	github.com/qpool/qpool v0.1.0
 	github.com/stretchr/testify v1.12.1
 	go.etcd.io/bbolt v1.5.0
 	go.uber.org/goleak v1.3.0

@@ -5,8 +5,8 @@ go 1.26.0
 require (
 	github.com/nats-io/nats-server/v2 v2.15.2
 	github.com/nats-io/nats.go v1.55.0
-	github.com/qpool/qpool v0.0.0-00010101000000-000000000000
-	github.com/qpool/qpool/natsledger v0.0.0-00010101000000-000000000000
+	github.com/qpool/qpool v0.1.0
+	github.com/qpool/qpool/natsledger v0.1.0
 )
 
 require (
