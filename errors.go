@@ -3,6 +3,7 @@ package qpool
 import (
 	"errors"
 	"fmt"
+	"runtime/debug"
 )
 
 // Sentinel errors. Every error this package returns wraps one of these (or a
@@ -57,6 +58,8 @@ var (
 // PanicError is the error of a job whose function panicked. Panics are never
 // retried.
 type PanicError struct {
+	// JobID is the ID of the job that panicked.
+	JobID string
 	// Value is what the function passed to panic.
 	Value any
 	// Stack is the goroutine's stack at the panic, as [runtime/debug.Stack]
@@ -64,9 +67,16 @@ type PanicError struct {
 	Stack []byte
 }
 
-// Error reports the panic value; the stack is in the Stack field.
+// newPanicError records a panic recovered from job id's function, with the
+// stack of the goroutine that recovered it.
+func newPanicError(id string, r any) *PanicError {
+	return &PanicError{JobID: id, Value: r, Stack: debug.Stack()}
+}
+
+// Error names the job and reports the panic value; the stack is in the
+// Stack field.
 func (e *PanicError) Error() string {
-	return fmt.Sprintf("qpool: job panicked: %v", e.Value)
+	return fmt.Sprintf("qpool: job %q panicked: %v", e.JobID, e.Value)
 }
 
 // Unwrap returns the panic value when it is an error, so that

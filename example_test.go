@@ -107,6 +107,21 @@ func ExampleWithRetry() {
 	// Output: ok <nil> after 3 attempts
 }
 
+func ExamplePermanent() {
+	pool := qpool.NewPool()
+	defer pool.Close()
+
+	errNotFound := errors.New("404 not found")
+	attempts := 0 // only one attempt runs at a time
+	f := pool.Schedule("fetch", func() (any, error) {
+		attempts++
+		return nil, fmt.Errorf("fetch /missing: %w", qpool.Permanent(errNotFound))
+	}, qpool.WithRetry(5, time.Millisecond))
+	_, err := f.Wait(context.Background())
+	fmt.Println(errors.Is(err, errNotFound), qpool.IsPermanent(err), "after", attempts, "attempt")
+	// Output: true true after 1 attempt
+}
+
 func ExampleNewEntanglement() {
 	jobs := []qpool.Job{{ID: "data-fetch"}, {ID: "data-process"}}
 	e := qpool.NewEntanglement("data-pipeline", jobs, time.Hour)

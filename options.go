@@ -151,6 +151,7 @@ type jobConfig struct {
 	timeout      time.Duration
 	attempts     int
 	backoff      time.Duration
+	retryIf      func(error) bool // nil: every error but a permanent one is retried
 	deps         []string
 	entanglement *Entanglement
 }
@@ -191,8 +192,9 @@ type retryOption struct {
 // WithRetry runs a failing job again, at most maxAttempts times in all.
 // Between attempts the worker sleeps backoff, doubled after each attempt,
 // with up to half of it added at random (jitter); the sleep ends early if the
-// job is cancelled. A panic, a cancelled job and a job of a closing pool are
-// not retried. maxAttempts below 1 is treated as 1.
+// job is cancelled. A panic, an error marked with [Permanent], a cancelled
+// job and a job of a closing pool are not retried; [WithRetryIf] narrows
+// the retried errors further. maxAttempts below 1 is treated as 1.
 func WithRetry(maxAttempts int, backoff time.Duration) JobOption {
 	return retryOption{max(maxAttempts, 1), max(backoff, 0)}
 }
@@ -201,6 +203,20 @@ func (o retryOption) applyJob(c *jobConfig) { c.attempts, c.backoff = o.attempts
 func (o retryOption) String() string {
 	return fmt.Sprintf("WithRetry(%d, %v)", o.attempts, o.backoff)
 }
+
+type retryIfOption func(error) bool
+
+// WithRetryIf retries a failed attempt only when retry(err) returns true,
+// within the attempts [WithRetry] allows; err is the attempt's error (a
+// deadline of [WithTimeout] shows as [context.DeadlineExceeded]). retry runs
+// on the worker, outside every lock of the pool; a panic in it ends the job
+// with a [*PanicError]. A [*PermanentError] is never retried, whatever retry
+// says, and neither is a panic. A nil retry restores the default: retry
+// every error.
+func WithRetryIf(retry func(err error) bool) JobOption { return retryIfOption(retry) }
+
+func (o retryIfOption) applyJob(c *jobConfig) { c.retryIf = o }
+func (o retryIfOption) String() string        { return "WithRetryIf(fn)" }
 
 type depsOption []string
 

@@ -393,6 +393,12 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 		if err == nil || panicked || attempt >= j.cfg.attempts || ctx.Err() != nil {
 			return err, panicked
 		}
+		if ok, perr := j.cfg.retryable(j.id, err); !ok {
+			if perr != nil {
+				return perr, true
+			}
+			return err, false
+		}
 		p.stats.retried.Add(1)
 		if !sleep(ctx, backoff(j.cfg.backoff, attempt)) {
 			return err, false
@@ -410,7 +416,7 @@ func (p *Pool) attempt(ctx context.Context, j *job) (err error, panicked bool) {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			err, panicked = &PanicError{Value: r, Stack: debug.Stack()}, true
+			err, panicked = newPanicError(j.id, r), true
 		}
 	}()
 	return j.r.run(ctx), false
