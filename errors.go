@@ -24,8 +24,8 @@ var (
 	ErrDuplicateJob = errors.New("qpool: duplicate job id")
 
 	// ErrDependencyFailed is returned for a job that did not run because a job
-	// it depends on failed. The message names the failed dependency, and the
-	// error also wraps the dependency's own error.
+	// it depends on failed. The error is a [*DependencyError], which names the
+	// failed dependency and wraps the root cause.
 	ErrDependencyFailed = errors.New("qpool: dependency failed")
 
 	// ErrInvalidJob is returned for a job the pool cannot accept: an empty
@@ -85,6 +85,42 @@ func (e *PanicError) Unwrap() error {
 	err, _ := e.Value.(error)
 	return err
 }
+
+// DependencyError is the error of a job that did not run because a job it
+// depends on failed. It matches [ErrDependencyFailed] and its Cause with
+// [errors.Is] and [errors.As].
+//
+// It does not nest. When the dependency failed because of a dependency of
+// its own, Origin and Cause are copied from the dependency's error: the last
+// job of a failed chain of any length has an error as long as the first
+// dependent's, naming its own dependency, the job that failed first and that
+// job's error once each.
+type DependencyError struct {
+	// ID is the job that did not run.
+	ID string
+	// Dependency is the job it depended on (one of the IDs given to
+	// [WithDependencies]) that failed.
+	Dependency string
+	// Origin is the job whose failure is the root cause: Dependency itself,
+	// or, when Dependency failed because of a dependency, the job up the
+	// chain that failed for a reason of its own (its function's error, a
+	// cancellation, the pool's shutdown).
+	Origin string
+	// Cause is the error Origin failed with, as its own future reports it.
+	Cause error
+}
+
+// Error names the job, its failed dependency, the origin when that is
+// another job, and the cause.
+func (e *DependencyError) Error() string {
+	if e.Origin == e.Dependency {
+		return fmt.Sprintf("qpool: job %q: dependency failed: %q: %v", e.ID, e.Dependency, e.Cause)
+	}
+	return fmt.Sprintf("qpool: job %q: dependency failed: %q, because %q failed: %v", e.ID, e.Dependency, e.Origin, e.Cause)
+}
+
+// Unwrap returns [ErrDependencyFailed] and the root cause.
+func (e *DependencyError) Unwrap() []error { return []error{ErrDependencyFailed, e.Cause} }
 
 // jobError adds the job's ID to err.
 func jobError(id string, err error) error {

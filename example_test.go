@@ -79,15 +79,27 @@ func ExampleWithDependencies() {
 	}, qpool.WithDependencies("fetch"))
 	fmt.Println(process.Wait(context.Background()))
 
-	// A job whose dependency fails does not run.
-	pool.Schedule("broken", func() (any, error) { return nil, errors.New("disk full") })
-	skipped := pool.Schedule("after-broken", func() (any, error) { return "ran", nil },
+	// A job whose dependency fails does not run, nor do the jobs that
+	// depend on it. The error names the failed dependency and the root
+	// cause, however long the chain.
+	errDiskFull := errors.New("disk full")
+	pool.Schedule("broken", func() (any, error) { return nil, errDiskFull })
+	pool.Schedule("after-broken", func() (any, error) { return "ran", nil },
 		qpool.WithDependencies("broken"))
-	_, err := skipped.Wait(context.Background())
-	fmt.Println(errors.Is(err, qpool.ErrDependencyFailed))
+	last := pool.Schedule("last", func() (any, error) { return "ran", nil },
+		qpool.WithDependencies("after-broken"))
+	_, err := last.Wait(context.Background())
+	fmt.Println(err)
+	fmt.Println(errors.Is(err, qpool.ErrDependencyFailed), errors.Is(err, errDiskFull))
+	var de *qpool.DependencyError
+	if errors.As(err, &de) {
+		fmt.Println(de.Dependency, de.Origin)
+	}
 	// Output:
 	// 6 <nil>
-	// true
+	// qpool: job "last": dependency failed: "after-broken", because "broken" failed: disk full
+	// true true
+	// after-broken broken
 }
 
 func ExampleWithRetry() {

@@ -35,6 +35,7 @@ const (
 	flagHasDependents                    // a job may depend on this one: release takes pool.mu
 	flagCtxCanceled                      // the context was cancelled before it was built
 	flagCtxBuilt                         // the context was built
+	flagDepFailed                        // set just before a failed dependency resolves the job: see dependencyError
 )
 
 // runner is what a job runs. The typed call that owns the job implements

@@ -222,10 +222,11 @@ type depsOption []string
 
 // WithDependencies makes a job wait until every named job has succeeded. The
 // job does not hold a worker while it waits. If a dependency fails, the job
-// fails with [ErrDependencyFailed] without running. A dependency that has
-// already finished counts by its retained result (see [WithResultTTL]); an ID
-// that is neither queued, running nor retained, and the job's own ID, fail
-// the job with [ErrInvalidJob].
+// fails without running, with a [*DependencyError] that matches
+// [ErrDependencyFailed] and the root cause, and so do the jobs that depend
+// on it. A dependency that has already finished counts by its retained
+// result (see [WithResultTTL]); an ID that is neither queued, running nor
+// retained, and the job's own ID, fail the job with [ErrInvalidJob].
 func WithDependencies(ids ...string) JobOption { return depsOption(ids) }
 
 func (o depsOption) applyJob(c *jobConfig) { c.deps = append(c.deps, o...) }

@@ -19,12 +19,20 @@ func (p *Pool) submit(j *job, nilFn bool) {
 	}
 	ready, err := p.register(j)
 	if err != nil {
-		p.reject(j, err)
-		p.done()
-		return
+		if _, failed := err.(*DependencyError); !failed {
+			p.reject(j, err)
+			p.done()
+			return
+		}
+		// Registered, with a dependency that has failed already: it
+		// ends as if it had failed while waiting.
 	}
 	if e := j.cfg.entanglement; e != nil {
 		e.AddJob(Job{ID: j.id})
+	}
+	if err != nil {
+		p.resolve(j, err, false)
+		return
 	}
 	if !ready {
 		return // a finishing dependency will queue it
@@ -54,6 +62,11 @@ func (p *Pool) reject(j *job, err error) {
 
 // register records j under its ID and links it to its dependencies. It
 // reports whether j can be queued now, or an error if it cannot be accepted.
+// A *DependencyError is the exception: j is registered, and a dependency has
+// failed already, so the caller must resolve j with it. Registering it keeps
+// the outcome independent of timing: a job submitted later that depends on
+// j finds it failed, as it would had j been failed while waiting, not
+// unknown.
 func (p *Pool) register(j *job) (ready bool, err error) {
 	if len(j.cfg.deps) == 0 {
 		if !p.ids.add(j) {
@@ -67,17 +80,27 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var waitFor []*job
+	var failed *job // the first dependency found failed
 	for _, id := range j.cfg.deps {
-		d, err := p.dependency(j, id)
-		if err != nil {
+		d, done, err := p.dependency(j, id)
+		switch {
+		case err != nil:
 			return false, err
-		}
-		if d != nil {
+		case d == nil:
+		case done:
+			if failed == nil {
+				failed = d
+			}
+		default:
 			waitFor = append(waitFor, d)
 		}
 	}
 	if !p.ids.add(j) {
 		return false, jobError(j.id, ErrDuplicateJob)
+	}
+	if failed != nil {
+		j.set(flagDepFailed) // before the caller resolves j: see dependencyError
+		return false, dependencyError(j.id, failed)
 	}
 	for _, d := range waitFor {
 		ds := d.depState()
@@ -100,15 +123,16 @@ func (p *Pool) queued(j *job) bool {
 }
 
 // dependency looks up the job j depends on by id. It returns nil when that
-// job has already succeeded, and an error when j cannot wait for it. p.mu
-// must be held.
-func (p *Pool) dependency(j *job, id string) (*job, error) {
+// job has already succeeded, the job and done when it has failed, the job
+// alone when j must wait for it, and an error when j cannot depend on it.
+// p.mu must be held.
+func (p *Pool) dependency(j *job, id string) (d *job, done bool, err error) {
 	if id == j.id {
-		return nil, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
+		return nil, false, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
 	}
-	d := p.ids.get(id)
+	d = p.ids.get(id)
 	if d == nil {
-		return nil, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
+		return nil, false, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
 	}
 	// Announce the dependent before looking at d's state; d's release
 	// looks at its state before the announcement. One of the two sees
@@ -116,16 +140,35 @@ func (p *Pool) dependency(j *job, id string) (*job, error) {
 	// this call finds d done, or d's release takes p.mu and finds j.
 	d.set(flagHasDependents)
 	if !d.isDone() {
-		return d, nil
+		return d, false, nil
 	}
-	if err := d.result(); err != nil {
-		return nil, dependencyError(j.id, id, err)
+	if d.result() != nil {
+		return d, true, nil
 	}
-	return nil, nil
+	return nil, false, nil
 }
 
-func dependencyError(id, dep string, err error) error {
-	return fmt.Errorf("qpool: job %q: %w: %q: %w", id, ErrDependencyFailed, dep, err)
+// dependencyError is the error of job id, which depends on dep, a job that
+// failed. When dep failed because of a dependency of its own, the error
+// takes dep's origin and cause rather than wrapping dep's error, so that
+// errors stay the same size down a chain of any length.
+//
+// Whether dep's error is one the pool made for a failed dependency is told
+// by flagDepFailed, not by the error's type alone: a job's function
+// may return a *DependencyError it got from another future, and then that
+// is the job's own failure, to be wrapped as it is. The flag is set before
+// the resolution that may store such an error, so whoever sees dep done
+// sees the flag; when that resolution lost to another (a cancellation, an
+// abort), the flag is set but the error is not a *DependencyError, and it
+// is dep's own.
+func dependencyError(id string, dep *job) *DependencyError {
+	err := dep.result()
+	if dep.has(flagDepFailed) {
+		if de, ok := err.(*DependencyError); ok {
+			return &DependencyError{ID: id, Dependency: dep.id, Origin: de.Origin, Cause: de.Cause}
+		}
+	}
+	return &DependencyError{ID: id, Dependency: dep.id, Origin: dep.id, Cause: err}
 }
 
 // resolve ends an accepted job with err, unless it has already ended or is
@@ -135,6 +178,17 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	if !j.tryResolve(err, allowed...) {
 		return false
 	}
+	if failed := p.settle(j, err, panicked); failed != nil {
+		p.failDependents(j, failed)
+	}
+	return true
+}
+
+// settle does what follows the resolution of j with err: it counts the
+// outcome, frees or retains the ID, queues the dependents that may now run
+// and wakes j's waiters. It returns the dependents that must fail, for the
+// caller to fail after j's waiters were woken.
+func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	j.asContext().release()
 	switch {
 	case err == nil:
@@ -149,12 +203,49 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	for _, d := range ready {
 		p.handOff(d)
 	}
-	for _, d := range failed {
-		p.resolve(d, dependencyError(d.id, j.id, err), false)
-	}
 	p.done()
 	j.wake()
-	return true
+	return failed
+}
+
+// failDependents fails, with a *DependencyError, the jobs in failed (the
+// dependents of j, which failed) and, through them, every job that waits
+// for j directly or not. It walks them depth first with a stack of its own
+// rather than by recursion, so that the goroutine's stack does not grow
+// with the length of a chain, and it wakes each job as it resolves it:
+// the first dependents' waiters need not wait for the last ones.
+//
+// Invariant: each job is resolved once however many failed paths lead to
+// it (a diamond). A level's waiting jobs were dependents of its dep that
+// release found not done; every resolution of a job, here or elsewhere,
+// goes through tryResolve, which lets exactly one win, and only the winner
+// settles the job and so lists its dependents. A job cancelled or aborted
+// meanwhile keeps that outcome, and its dependents are failed by whoever
+// resolved it. Anything that resolved a job without tryResolve would break
+// this.
+func (p *Pool) failDependents(j *job, failed []*job) {
+	type level struct {
+		dep     *job   // the failed job
+		waiting []*job // its dependents not yet resolved here
+	}
+	stack := []level{{j, failed}}
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if len(top.waiting) == 0 {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		d, dep := top.waiting[0], top.dep
+		top.waiting = top.waiting[1:]
+		d.set(flagDepFailed) // before tryResolve: see dependencyError
+		err := dependencyError(d.id, dep)
+		if !d.tryResolve(err) {
+			continue
+		}
+		if more := p.settle(d, err, false); more != nil {
+			stack = append(stack, level{d, more}) // top is stale from here
+		}
+	}
 }
 
 // release retains a resolved job for the result TTL (without a TTL the
