@@ -28,8 +28,14 @@ var (
 	// error also wraps the dependency's own error.
 	ErrDependencyFailed = errors.New("qpool: dependency failed")
 
+	// ErrUnknownDependency is returned for a job that names a dependency
+	// the pool does not know: an ID never submitted to it, or one whose job
+	// finished longer ago than [WithDependencyWindow] (or that the window's
+	// bound pushed out).
+	ErrUnknownDependency = errors.New("qpool: unknown dependency")
+
 	// ErrInvalidJob is returned for a job the pool cannot accept: an empty
-	// ID, a nil function, a dependency on itself or on an unknown ID.
+	// ID, a nil function, a dependency on itself.
 	ErrInvalidJob = errors.New("qpool: invalid job")
 
 	// ErrGoexit is returned for a job whose function called

@@ -98,7 +98,7 @@ func NewPool(opts ...Option) *Pool {
 	}
 	p.jobDefaults = jobConfig{pool: p, attempts: 1}
 	p.queue.init(cfg.queueSize)
-	p.ids.init(cfg.resultTTL)
+	p.ids.init(cfg.resultTTL, cfg.depWindow)
 	p.allDone = sync.NewCond(&p.mu)
 	p.maxWorkers.Store(int64(cfg.workers))
 	if cfg.ctx.Done() != nil {
@@ -274,7 +274,9 @@ func (p *Pool) Resize(n int) {
 }
 
 // Result returns the future of the job with this ID while it is waiting,
-// queued or running, and for the result TTL after it ends ([WithResultTTL]).
+// queued or running, and, with [WithResultTTL], for the result TTL after it
+// ends. Without a result TTL (the default) a finished job's result belongs
+// to its future alone.
 func (p *Pool) Result(id string) (*Future[any], bool) {
 	j := p.ids.get(id)
 	if j == nil {

@@ -106,9 +106,15 @@ func (p *Pool) dependency(j *job, id string) (*job, error) {
 	if id == j.id {
 		return nil, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
 	}
-	d := p.ids.get(id)
+	d, o, ok := p.ids.lookup(id)
 	if d == nil {
-		return nil, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
+		switch {
+		case !ok:
+			return nil, jobError(j.id, fmt.Errorf("%w: %q", ErrUnknownDependency, id))
+		case o.err != nil:
+			return nil, dependencyError(j.id, id, o.err)
+		}
+		return nil, nil // succeeded within the dependency window
 	}
 	// Announce the dependent before looking at d's state; d's release
 	// looks at its state before the announcement. One of the two sees
@@ -157,9 +163,8 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	return true
 }
 
-// release retains a resolved job for the result TTL (without a TTL the
-// registry's sweeps drop it later) and returns its dependents that may now
-// run, and those that must fail.
+// release tells the registry that j has finished (see idRegistry.finished)
+// and returns its dependents that may now run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	p.ids.finished(j)
 	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {
