@@ -15,6 +15,15 @@ var (
 	// pool's context failed before it ran.
 	ErrPoolClosed = errors.New("qpool: pool closed")
 
+	// ErrInvalidPool is returned by the methods of a nil *Pool or of a
+	// Pool that [NewPool] did not make (a zero value), and resolves the
+	// futures that [Submit] and [Pool.Schedule] return for one.
+	ErrInvalidPool = errors.New("qpool: pool not made by NewPool")
+
+	// ErrInvalidFuture is returned by Wait of a nil *Future or of a Future
+	// that no pool made (a zero value).
+	ErrInvalidFuture = errors.New("qpool: future not made by a pool")
+
 	// ErrQueueFull is returned by a pool built with [WithNonBlocking] when its
 	// queue has no room for another job.
 	ErrQueueFull = errors.New("qpool: queue full")
