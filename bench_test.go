@@ -23,7 +23,7 @@ var ids = func() []string {
 }()
 
 func BenchmarkScheduleWait(b *testing.B) {
-	p := qpool.NewPool(qpool.WithResultTTL(0))
+	p := qpool.NewPool()
 	defer p.Close()
 	ctx := context.Background()
 	fn := func() (any, error) { return nil, nil }
@@ -36,7 +36,7 @@ func BenchmarkScheduleWait(b *testing.B) {
 }
 
 func BenchmarkSubmitWait(b *testing.B) {
-	p := qpool.NewPool(qpool.WithResultTTL(0))
+	p := qpool.NewPool()
 	defer p.Close()
 	ctx := context.Background()
 	fn := func(context.Context) (int, error) { return 1, nil }
@@ -52,7 +52,7 @@ func BenchmarkSubmitWait(b *testing.B) {
 // wait selects on the job's Done channel, made for the purpose, instead of
 // parking on the job's semaphore.
 func BenchmarkScheduleWaitCancellable(b *testing.B) {
-	p := qpool.NewPool(qpool.WithResultTTL(0))
+	p := qpool.NewPool()
 	defer p.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -66,9 +66,17 @@ func BenchmarkScheduleWaitCancellable(b *testing.B) {
 }
 
 // BenchmarkScheduleThenWait submits a batch, then collects it: the
-// throughput shape, where most futures have resolved before Wait.
+// throughput shape, where most futures have resolved before Wait. The
+// sub-benchmarks compare the default registry (outcomes kept for the
+// dependency window) with none kept and with results kept.
 func BenchmarkScheduleThenWait(b *testing.B) {
-	p := qpool.NewPool(qpool.WithResultTTL(0))
+	b.Run("defaults", func(b *testing.B) { scheduleThenWait(b) })
+	b.Run("nowindow", func(b *testing.B) { scheduleThenWait(b, qpool.WithDependencyWindow(0)) })
+	b.Run("ttl1m", func(b *testing.B) { scheduleThenWait(b, qpool.WithResultTTL(time.Minute)) })
+}
+
+func scheduleThenWait(b *testing.B, opts ...qpool.Option) {
+	p := qpool.NewPool(opts...)
 	defer p.Close()
 	ctx := context.Background()
 	fn := func() (any, error) { return nil, nil }

@@ -15,6 +15,15 @@ var (
 	// pool's context failed before it ran.
 	ErrPoolClosed = errors.New("qpool: pool closed")
 
+	// ErrInvalidPool is returned by the methods of a nil *Pool or of a
+	// Pool that [NewPool] did not make (a zero value), and resolves the
+	// futures that [Submit] and [Pool.Schedule] return for one.
+	ErrInvalidPool = errors.New("qpool: pool not made by NewPool")
+
+	// ErrInvalidFuture is returned by Wait of a nil *Future or of a Future
+	// that no pool made (a zero value).
+	ErrInvalidFuture = errors.New("qpool: future not made by a pool")
+
 	// ErrQueueFull is returned by a pool built with [WithNonBlocking] when its
 	// queue has no room for another job.
 	ErrQueueFull = errors.New("qpool: queue full")
@@ -28,8 +37,14 @@ var (
 	// failed dependency and wraps the root cause.
 	ErrDependencyFailed = errors.New("qpool: dependency failed")
 
+	// ErrUnknownDependency is returned for a job that names a dependency
+	// the pool does not know: an ID never submitted to it, or one whose job
+	// finished longer ago than [WithDependencyWindow] (or that the window's
+	// bound pushed out).
+	ErrUnknownDependency = errors.New("qpool: unknown dependency")
+
 	// ErrInvalidJob is returned for a job the pool cannot accept: an empty
-	// ID, a nil function, a dependency on itself or on an unknown ID.
+	// ID, a nil function, a dependency on itself.
 	ErrInvalidJob = errors.New("qpool: invalid job")
 
 	// ErrGoexit is returned for a job whose function called

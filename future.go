@@ -64,8 +64,9 @@ func (c *plainCall) forget()                 { c.fn = nil }
 //
 // Submit blocks while the queue is full, unless the pool was built with
 // [WithNonBlocking]. It never panics on bad input: an empty id, a nil fn, a
-// duplicate id and a closed pool resolve the returned future with
-// [ErrInvalidJob], [ErrDuplicateJob] or [ErrPoolClosed].
+// duplicate id, a closed pool and a pool NewPool did not make (nil, or a
+// zero value) resolve the returned future with [ErrInvalidJob],
+// [ErrDuplicateJob], [ErrPoolClosed] or [ErrInvalidPool].
 func Submit[T any](p *Pool, id string, fn func(ctx context.Context) (T, error), opts ...JobOption) *Future[T] {
 	c := &call[T]{fn: fn}
 	c.fut.j = &c.job
@@ -88,20 +89,49 @@ func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *F
 func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) {
 	j.id, j.r = id, r
 	j.resolved.Add(1)
+	if !p.valid() {
+		j.cfg = &noPool
+		j.tryResolve(jobError(id, ErrInvalidPool))
+		j.wake()
+		return
+	}
 	j.cfg = p.jobConfig(opts)
 	p.submit(j, nilFn)
 }
 
-// ID returns the job's ID.
-func (f *Future[T]) ID() string { return f.j.id }
+// noPool is the configuration of the jobs submitted to a pool NewPool did
+// not make: resolved at once, with no pool to cancel them in.
+var noPool = jobConfig{attempts: 1}
 
-// Done returns a channel that is closed once the future has resolved.
-func (f *Future[T]) Done() <-chan struct{} { return f.j.doneChan() }
+// valid reports whether a pool made f: not nil, and not a zero value.
+func (f *Future[T]) valid() bool { return f != nil && f.j != nil }
+
+// ID returns the job's ID ("" for a future no pool made).
+func (f *Future[T]) ID() string {
+	if !f.valid() {
+		return ""
+	}
+	return f.j.id
+}
+
+// Done returns a channel that is closed once the future has resolved: at
+// once for a future no pool made, whose Wait fails.
+func (f *Future[T]) Done() <-chan struct{} {
+	if !f.valid() {
+		return closedChan
+	}
+	return f.j.doneChan()
+}
 
 // Wait blocks until the job has resolved or ctx ends, and returns the job's
 // value and error. When ctx ends first it returns ctx's error and leaves the
 // job alone; call Cancel to stop the job too. A nil ctx waits without limit.
+// A nil or zero future returns [ErrInvalidFuture].
 func (f *Future[T]) Wait(ctx context.Context) (T, error) {
+	if !f.valid() {
+		var zero T
+		return zero, ErrInvalidFuture
+	}
 	if !f.j.isDone() {
 		var stop <-chan struct{}
 		if ctx != nil {
@@ -129,5 +159,10 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 // Cancel stops the job. A job that has not started yet never runs, and its
 // future resolves with [context.Canceled]. A running job's context is
 // cancelled; its future resolves with whatever the function then returns,
-// and it is not retried. Cancel of a resolved future does nothing.
-func (f *Future[T]) Cancel() { f.j.cfg.pool.cancelJob(f.j) }
+// and it is not retried. Cancel of a resolved future, or of one no pool
+// made, does nothing.
+func (f *Future[T]) Cancel() {
+	if f.valid() {
+		f.j.cfg.pool.cancelJob(f.j)
+	}
+}

@@ -11,10 +11,11 @@ import (
 // heap on every idle spell, which costs more than the job itself on the
 // hot path. When it fires and no job was submitted since the last firing,
 // it hands each idle worker an empty task, which tells it to exit. Each
-// firing also lets the ID registry drop finished jobs it no longer needs
-// (all of them without a result TTL, the expired ones with one), and the
-// reaper keeps firing while the registry retains jobs for their TTL, even
-// once no worker is left: so an idle pool's memory goes back to nothing.
+// firing also lets the ID registry drop what it keeps of finished jobs once
+// it no longer needs it (in the lazy mode every finished job, otherwise
+// expired results and outcomes), and the reaper keeps firing while the
+// registry keeps results or outcomes for their time, even once no worker
+// is left: so an idle pool's memory goes back to nothing.
 type idleReaper struct {
 	mu       sync.Mutex // guards the fields below
 	timer    *time.Timer

@@ -19,9 +19,10 @@ type idSlot struct {
 	j    *job
 }
 
-// minTable is the smallest table allocated. It is small because, without a
-// result TTL, a table also holds finished jobs until its next sweep, which
-// comes when it is three quarters full.
+// minTable is the smallest table allocated. It is small because, in the
+// registry's lazy mode (no result TTL, no dependency window), a table also
+// holds finished jobs until its next sweep, which comes when it is three
+// quarters full.
 const minTable = 4
 
 // find returns the job registered under id, or nil.

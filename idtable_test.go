@@ -143,7 +143,7 @@ func TestIDTableFitShrinksAfterABurst(t *testing.T) {
 // so that later sweeps (one per exit of the last worker) stay cheap.
 func TestRegistryDropFinishedShrinks(t *testing.T) {
 	var r idRegistry
-	r.init(0)
+	r.init(0, 0) // the lazy mode: no TTL, no dependency window
 	burst := make([]*job, 20_000)
 	for i := range burst { // all unresolved at once: the tables grow
 		burst[i] = &job{id: fmt.Sprint("burst-", i)}

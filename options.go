@@ -13,8 +13,12 @@ const (
 	// DefaultQueueSize is the queue capacity when [WithQueueSize] is not given.
 	DefaultQueueSize = 4096
 	// DefaultResultTTL is how long a finished job's future stays reachable by
-	// ID through [Pool.Result] and [WithDependencies].
-	DefaultResultTTL = time.Minute
+	// ID through [Pool.Result]: not at all unless asked for with
+	// [WithResultTTL]. A dropped future then frees its job's value.
+	DefaultResultTTL = 0
+	// DefaultDependencyWindow is how long the outcome of a finished job is
+	// remembered for jobs that name it in [WithDependencies].
+	DefaultDependencyWindow = time.Minute
 	// DefaultIdleTimeout is how long a worker waits for a job before it exits.
 	DefaultIdleTimeout = time.Second
 )
@@ -37,6 +41,7 @@ type poolConfig struct {
 	ctx         context.Context
 	logger      *slog.Logger
 	resultTTL   time.Duration
+	depWindow   time.Duration
 	idleTimeout time.Duration
 }
 
@@ -46,6 +51,7 @@ func newPoolConfig(opts []Option) poolConfig {
 		queueSize:   DefaultQueueSize,
 		ctx:         context.Background(),
 		resultTTL:   DefaultResultTTL,
+		depWindow:   DefaultDependencyWindow,
 		idleTimeout: DefaultIdleTimeout,
 	}
 	for _, o := range opts {
@@ -120,17 +126,45 @@ func (o LoggerOption) String() string { return "WithLogger(logger)" }
 
 type resultTTLOption time.Duration
 
-// WithResultTTL sets how long a finished job stays reachable by its ID,
-// through [Pool.Result] and as a dependency (default [DefaultResultTTL]).
-// Zero or less forgets a job as soon as it ends: its ID is free again and
-// Result no longer finds it. Finished jobs are dropped from memory lazily:
-// with a TTL once it has passed, by later submissions and lookups and by
-// the idle reaper; without one by sweeps of the registry (see docs/pool.md
-// for the bounds); and all at once by Close.
+// WithResultTTL keeps a finished job whole, value included, for d after it
+// ends, so that [Pool.Result] finds it by its ID (default
+// [DefaultResultTTL]: not kept). Every finished job's value then stays in
+// memory for d whether or not its future is still held: set it only when
+// results are fetched by ID. A retained job also satisfies later
+// [WithDependencies], as an outcome does within [WithDependencyWindow].
+// Retained jobs are dropped lazily once their TTL has passed: by later
+// submissions and lookups and by the idle reaper; and all at once by
+// Close.
 func WithResultTTL(d time.Duration) Option { return resultTTLOption(d) }
 
 func (o resultTTLOption) applyPool(c *poolConfig) { c.resultTTL = max(time.Duration(o), 0) }
 func (o resultTTLOption) String() string          { return fmt.Sprintf("WithResultTTL(%v)", time.Duration(o)) }
+
+type depWindowOption time.Duration
+
+// WithDependencyWindow sets how long the pool remembers the outcome of a
+// finished job (its ID, and whether it succeeded: its error) for jobs
+// submitted later that depend on it (default [DefaultDependencyWindow]).
+// So a DAG submitted in order works however quickly its first jobs finish:
+// a job whose dependency succeeded within the window runs, one whose
+// dependency failed fails with [ErrDependencyFailed]. The outcome is all
+// that is kept: the job and its value belong to the future alone. A pool
+// remembers at most 65,536 outcomes, the oldest going first past that. A
+// dependency on an ID the pool no longer knows fails with
+// [ErrUnknownDependency].
+//
+// Zero or less keeps no outcomes: a dependency then counts only while it
+// waits, queues or runs (or is retained with [WithResultTTL]), and the
+// registry lets finished jobs go lazily, in sweeps that cost the workers
+// nothing: the cheapest setting, for throughput workloads that have no
+// dependencies on finished jobs (see docs/pool.md for the memory it keeps
+// meanwhile).
+func WithDependencyWindow(d time.Duration) Option { return depWindowOption(d) }
+
+func (o depWindowOption) applyPool(c *poolConfig) { c.depWindow = max(time.Duration(o), 0) }
+func (o depWindowOption) String() string {
+	return fmt.Sprintf("WithDependencyWindow(%v)", time.Duration(o))
+}
 
 type idleTimeoutOption time.Duration
 
@@ -224,9 +258,11 @@ type depsOption []string
 // job does not hold a worker while it waits. If a dependency fails, the job
 // fails without running, with a [*DependencyError] that matches
 // [ErrDependencyFailed] and the root cause, and so do the jobs that depend
-// on it. A dependency that has already finished counts by its retained
-// result (see [WithResultTTL]); an ID that is neither queued, running nor
-// retained, and the job's own ID, fail the job with [ErrInvalidJob].
+// on it. A dependency that has already finished counts by its outcome,
+// remembered for [WithDependencyWindow] (or by its retained result,
+// [WithResultTTL]). An ID that is neither waiting, queued, running nor
+// remembered fails the job with [ErrUnknownDependency]; the job's own ID
+// fails it with [ErrInvalidJob].
 func WithDependencies(ids ...string) JobOption { return depsOption(ids) }
 
 func (o depsOption) applyJob(c *jobConfig) { c.deps = append(c.deps, o...) }

@@ -18,7 +18,8 @@ import (
 //
 // All methods are safe for concurrent use. The zero value is not usable:
 // build a pool with [NewPool] and end it with [Pool.Close] or
-// [Pool.Shutdown].
+// [Pool.Shutdown]. The methods of a nil or zero Pool do not panic: they
+// return [ErrInvalidPool], or do nothing where they return no error.
 type Pool struct {
 	cfg     poolConfig
 	baseCtx context.Context // cfg.ctx's values without its cancellation
@@ -98,7 +99,7 @@ func NewPool(opts ...Option) *Pool {
 	}
 	p.jobDefaults = jobConfig{pool: p, attempts: 1}
 	p.queue.init(cfg.queueSize)
-	p.ids.init(cfg.resultTTL)
+	p.ids.init(cfg.resultTTL, cfg.depWindow)
 	p.allDone = sync.NewCond(&p.mu)
 	p.maxWorkers.Store(int64(cfg.workers))
 	if cfg.ctx.Done() != nil {
@@ -115,8 +116,12 @@ func NewPool(opts ...Option) *Pool {
 // counted in [Stats].Panicked and logged. Go blocks while the queue is full
 // unless the pool was built with [WithNonBlocking], and returns
 // [ErrPoolClosed] or [ErrQueueFull] when fn was not accepted, or
-// [ErrInvalidJob] for a nil fn.
+// [ErrInvalidJob] for a nil fn, or [ErrInvalidPool] for a pool NewPool
+// did not make.
 func (p *Pool) Go(fn func()) error {
+	if !p.valid() {
+		return ErrInvalidPool
+	}
 	if fn == nil {
 		return fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc)
 	}
@@ -131,6 +136,10 @@ func (p *Pool) Go(fn func()) error {
 	}
 	return nil
 }
+
+// valid reports whether p was made by NewPool: not nil, and not a zero
+// value (NewPool makes quit, which nothing else does).
+func (p *Pool) valid() bool { return p != nil && p.quit != nil }
 
 // accept counts a new job as pending unless intake has stopped. Counting
 // before checking closes the race with Close: either Close sees the job
@@ -181,6 +190,9 @@ func (p *Pool) pending() int64 {
 // Wait blocks until every accepted job has finished, including jobs
 // submitted while it waits. It does not stop intake.
 func (p *Pool) Wait() {
+	if !p.valid() {
+		return
+	}
 	p.mu.Lock()
 	p.drainers.Add(1)
 	for p.pending() > 0 {
@@ -195,9 +207,13 @@ func (p *Pool) Wait() {
 // [ErrPoolClosed]; so do submitters blocked on a full queue when it starts,
 // unless room frees up for their job at the same moment, in which case the
 // job is accepted and runs like any other. Close is
-// idempotent and always returns nil; it blocks for as long as the accepted
-// jobs run. See [Pool.Shutdown] for a bounded wait.
+// idempotent and returns nil (or [ErrInvalidPool] for a pool NewPool did
+// not make); it blocks for as long as the accepted jobs run. See
+// [Pool.Shutdown] for a bounded wait.
 func (p *Pool) Close() error {
+	if !p.valid() {
+		return ErrInvalidPool
+	}
 	p.stopIntake()
 	p.Wait()
 	p.finish()
@@ -210,6 +226,9 @@ func (p *Pool) Close() error {
 // and returns ctx's error without waiting for running functions that ignore
 // their context; a later Close waits for those.
 func (p *Pool) Shutdown(ctx context.Context) error {
+	if !p.valid() {
+		return ErrInvalidPool
+	}
 	p.stopIntake()
 	stop := context.AfterFunc(ctx, func() {
 		p.mu.Lock()
@@ -264,6 +283,9 @@ func (p *Pool) contextDone() {
 // full queue; shrinking lets running jobs finish and retires workers as they
 // become free.
 func (p *Pool) Resize(n int) {
+	if !p.valid() {
+		return
+	}
 	p.maxWorkers.Store(int64(max(n, 1)))
 	for range p.queue.len() {
 		if !p.spawn(task{}) {
@@ -274,8 +296,13 @@ func (p *Pool) Resize(n int) {
 }
 
 // Result returns the future of the job with this ID while it is waiting,
-// queued or running, and for the result TTL after it ends ([WithResultTTL]).
+// queued or running, and, with [WithResultTTL], for the result TTL after it
+// ends. Without a result TTL (the default) a finished job's result belongs
+// to its future alone.
 func (p *Pool) Result(id string) (*Future[any], bool) {
+	if !p.valid() {
+		return nil, false
+	}
 	j := p.ids.get(id)
 	if j == nil {
 		return nil, false

@@ -64,7 +64,7 @@ func TestBadInput(t *testing.T) {
 		{"nil function", p.Schedule("nil", nil), []error{qpool.ErrInvalidJob, qpool.ErrNilFunc}},
 		{"duplicate of a running job", p.Schedule("running", ok), []error{qpool.ErrDuplicateJob}},
 		{"depends on itself", p.Schedule("self", ok, qpool.WithDependencies("self")), []error{qpool.ErrInvalidJob}},
-		{"unknown dependency", p.Schedule("orphan", ok, qpool.WithDependencies("nope")), []error{qpool.ErrInvalidJob}},
+		{"unknown dependency", p.Schedule("orphan", ok, qpool.WithDependencies("nope")), []error{qpool.ErrUnknownDependency}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -141,7 +141,7 @@ func TestConcurrentDoneCallers(t *testing.T) {
 }
 
 func TestSubmitTyped(t *testing.T) {
-	p := newTestPool(t)
+	p := newTestPool(t, qpool.WithResultTTL(time.Minute))
 	f := qpool.Submit(p, "n", func(ctx context.Context) (int, error) { return 42, nil })
 	n, err := wait(t, f)
 	require.NoError(t, err)
@@ -368,7 +368,7 @@ func TestResultRetention(t *testing.T) {
 		_, found = p.Result("a")
 		assert.False(t, found, "result outlived its TTL")
 		_, err = wait(t, p.Schedule("b", ok, qpool.WithDependencies("a")))
-		assert.ErrorIs(t, err, qpool.ErrInvalidJob, "an expired dependency is unknown")
+		assert.ErrorIs(t, err, qpool.ErrUnknownDependency, "an expired dependency is unknown")
 
 		// A finished ID can be reused.
 		v, err = wait(t, p.Schedule("a", func() (any, error) { return "again", nil }))

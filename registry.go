@@ -80,27 +80,26 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var waitFor []*job
-	var failed *job // the first dependency found failed
+	var failure *DependencyError // the first dependency found failed
 	for _, id := range j.cfg.deps {
-		d, done, err := p.dependency(j, id)
+		d, failed, err := p.dependency(j, id)
 		switch {
 		case err != nil:
 			return false, err
-		case d == nil:
-		case done:
-			if failed == nil {
-				failed = d
+		case failed != nil:
+			if failure == nil {
+				failure = failed
 			}
-		default:
+		case d != nil:
 			waitFor = append(waitFor, d)
 		}
 	}
 	if !p.ids.add(j) {
 		return false, jobError(j.id, ErrDuplicateJob)
 	}
-	if failed != nil {
+	if failure != nil {
 		j.set(flagDepFailed) // before the caller resolves j: see dependencyError
-		return false, dependencyError(j.id, failed)
+		return false, failure
 	}
 	for _, d := range waitFor {
 		ds := d.depState()
@@ -122,17 +121,24 @@ func (p *Pool) queued(j *job) bool {
 	return j.state.CompareAndSwap(stateWaiting, stateQueued)
 }
 
-// dependency looks up the job j depends on by id. It returns nil when that
-// job has already succeeded, the job and done when it has failed, the job
-// alone when j must wait for it, and an error when j cannot depend on it.
+// dependency looks up the job j depends on by id. It returns the job when
+// j must wait for it, a *DependencyError when it has failed already, and
+// neither when it has succeeded (found in the registry, or by its outcome
+// within the dependency window); or an error when j cannot depend on it.
 // p.mu must be held.
-func (p *Pool) dependency(j *job, id string) (d *job, done bool, err error) {
+func (p *Pool) dependency(j *job, id string) (d *job, failed *DependencyError, err error) {
 	if id == j.id {
-		return nil, false, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
+		return nil, nil, jobError(j.id, fmt.Errorf("%w: depends on itself", ErrInvalidJob))
 	}
-	d = p.ids.get(id)
+	d, o, ok := p.ids.lookup(id)
 	if d == nil {
-		return nil, false, jobError(j.id, fmt.Errorf("%w: unknown dependency %q", ErrInvalidJob, id))
+		switch {
+		case !ok:
+			return nil, nil, jobError(j.id, fmt.Errorf("%w: %q", ErrUnknownDependency, id))
+		case o.err != nil:
+			return nil, newDependencyError(j.id, id, o.err, o.depFailed), nil
+		}
+		return nil, nil, nil // succeeded within the dependency window
 	}
 	// Announce the dependent before looking at d's state; d's release
 	// looks at its state before the announcement. One of the two sees
@@ -140,12 +146,12 @@ func (p *Pool) dependency(j *job, id string) (d *job, done bool, err error) {
 	// this call finds d done, or d's release takes p.mu and finds j.
 	d.set(flagHasDependents)
 	if !d.isDone() {
-		return d, false, nil
+		return d, nil, nil
 	}
 	if d.result() != nil {
-		return d, true, nil
+		return nil, dependencyError(j.id, d), nil
 	}
-	return nil, false, nil
+	return nil, nil, nil
 }
 
 // dependencyError is the error of job id, which depends on dep, a job that
@@ -162,13 +168,18 @@ func (p *Pool) dependency(j *job, id string) (d *job, done bool, err error) {
 // abort), the flag is set but the error is not a *DependencyError, and it
 // is dep's own.
 func dependencyError(id string, dep *job) *DependencyError {
-	err := dep.result()
-	if dep.has(flagDepFailed) {
+	return newDependencyError(id, dep.id, dep.result(), dep.has(flagDepFailed))
+}
+
+// newDependencyError is dependencyError for a dependency known by its ID,
+// its error and its flagDepFailed: a job, or an outcome the registry kept.
+func newDependencyError(id, dep string, err error, depFailed bool) *DependencyError {
+	if depFailed {
 		if de, ok := err.(*DependencyError); ok {
-			return &DependencyError{ID: id, Dependency: dep.id, Origin: de.Origin, Cause: de.Cause}
+			return &DependencyError{ID: id, Dependency: dep, Origin: de.Origin, Cause: de.Cause}
 		}
 	}
-	return &DependencyError{ID: id, Dependency: dep.id, Origin: dep.id, Cause: err}
+	return &DependencyError{ID: id, Dependency: dep, Origin: dep, Cause: err}
 }
 
 // resolve ends an accepted job with err, unless it has already ended or is
@@ -248,9 +259,8 @@ func (p *Pool) failDependents(j *job, failed []*job) {
 	}
 }
 
-// release retains a resolved job for the result TTL (without a TTL the
-// registry's sweeps drop it later) and returns its dependents that may now
-// run, and those that must fail.
+// release tells the registry that j has finished (see idRegistry.finished)
+// and returns its dependents that may now run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
 	p.ids.finished(j)
 	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {

@@ -63,10 +63,11 @@ func TestReplacedJobSurvivesOldExpiry(t *testing.T) {
 	})
 }
 
-// TestTTLZeroForgetsAndReuses: with no TTL, a finished ID is free at
-// once and not reachable, and a dependency on it is unknown.
+// TestTTLZeroForgetsAndReuses: with no TTL and no dependency window, a
+// finished ID is free at once and not reachable, and a dependency on it is
+// unknown.
 func TestTTLZeroForgetsAndReuses(t *testing.T) {
-	p := qpool.NewPool(qpool.WithWorkers(4), qpool.WithResultTTL(0))
+	p := qpool.NewPool(qpool.WithWorkers(4), qpool.WithResultTTL(0), qpool.WithDependencyWindow(0))
 	defer p.Close()
 	for i := range 200 {
 		v, err := qpool.Submit(p, "same", valueFn(i)).Wait(t.Context())
@@ -76,7 +77,7 @@ func TestTTLZeroForgetsAndReuses(t *testing.T) {
 		require.False(t, ok)
 	}
 	_, err := qpool.Submit(p, "dep", valueFn(0), qpool.WithDependencies("same")).Wait(t.Context())
-	require.ErrorIs(t, err, qpool.ErrInvalidJob)
+	require.ErrorIs(t, err, qpool.ErrUnknownDependency)
 }
 
 // TestCancelWhileRegistering cancels each job through Pool.Result the
@@ -129,12 +130,12 @@ func TestCancelWhileRegistering(t *testing.T) {
 	t.Logf("%d of %d cancelled", canceled, n)
 }
 
-// TestTTLZeroReleasesFinishedJobs: without a TTL the registry drops a
-// finished job lazily (a later submission into its shard sweeps it out), so
-// a job whose future is gone must still become garbage once enough other
-// jobs have gone through.
+// TestTTLZeroReleasesFinishedJobs: without a TTL or a dependency window
+// the registry drops a finished job lazily (a later submission into its
+// shard sweeps it out), so a job whose future is gone must still become
+// garbage once enough other jobs have gone through.
 func TestTTLZeroReleasesFinishedJobs(t *testing.T) {
-	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(0))
+	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithResultTTL(0), qpool.WithDependencyWindow(0))
 	defer p.Close()
 	f := qpool.Submit(p, "first", valueFn(1))
 	_, err := f.Wait(t.Context())
@@ -175,13 +176,24 @@ func runBigJobs(t *testing.T, p *qpool.Pool, n int) (alive func() int) {
 	}
 }
 
-// TestTTLZeroRetentionIsBounded: without a TTL, finished jobs (and the
-// values they returned) wait in the registry for a sweep. With one job at a
-// time no shard's table grows, so at most three per shard stay (96 in all);
-// once the pool is idle, the idle reaper's sweep lets every one go.
+// TestDefaultsKeepNoFinishedValue: under the default options the registry
+// keeps a finished job's outcome, not the job: every value whose future was
+// dropped is garbage at once, while the pool is still busy.
+func TestDefaultsKeepNoFinishedValue(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(1))
+	defer p.Close()
+	alive := runBigJobs(t, p, 300)
+	require.Zero(t, alive(), "finished values kept under the defaults")
+}
+
+// TestTTLZeroRetentionIsBounded: without a TTL or a dependency window,
+// finished jobs (and the values they returned) wait in the registry for a
+// sweep. With one job at a time no shard's table grows, so at most three
+// per shard stay (96 in all); once the pool is idle, the idle reaper's
+// sweep lets every one go.
 func TestTTLZeroRetentionIsBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithResultTTL(0))
+		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithResultTTL(0), qpool.WithDependencyWindow(0))
 		defer p.Close()
 		alive := runBigJobs(t, p, 300)
 		require.LessOrEqual(t, alive(), 96, "finished values kept while the pool is busy")

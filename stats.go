@@ -29,8 +29,12 @@ type counters struct {
 }
 
 // Stats returns the pool's counters. The fields are read one by one, so a
-// snapshot taken while jobs run need not add up exactly.
+// snapshot taken while jobs run need not add up exactly. A pool NewPool did
+// not make has zero stats.
 func (p *Pool) Stats() Stats {
+	if !p.valid() {
+		return Stats{}
+	}
 	return Stats{
 		Workers:    int(p.workers.Load()),
 		MaxWorkers: int(p.maxWorkers.Load()),

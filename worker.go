@@ -318,7 +318,7 @@ func (w *workerState) exit() {
 		}
 		p.roomMade()
 	}
-	if p.workers.Load() == 0 && p.ids.ttl <= 0 {
+	if p.workers.Load() == 0 && p.ids.lazy() {
 		// The last worker leaves: no job runs, so every job in the
 		// registry that is not waiting or queued has finished. Without a
 		// TTL, let them go now rather than at the next submission.

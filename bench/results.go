@@ -29,10 +29,11 @@ type ResultCase struct {
 func ResultRunners() []ResultCase {
 	return []ResultCase{
 		{"futurefloor", futureFloor{}},
-		{"qpool-schedule", qpoolSchedule{ttl: 0}},
-		{"qpool-schedule-ttl1m", qpoolSchedule{ttl: qpool.DefaultResultTTL}},
-		{"qpool-submit", qpoolSubmit{ttl: 0}},
-		{"qpool-submit-ttl1m", qpoolSubmit{ttl: qpool.DefaultResultTTL}},
+		{"qpool-schedule", qpoolSchedule{}}, // the default options
+		{"qpool-schedule-nowindow", qpoolSchedule{[]qpool.Option{qpool.WithDependencyWindow(0)}}},
+		{"qpool-schedule-ttl1m", qpoolSchedule{[]qpool.Option{qpool.WithResultTTL(time.Minute)}}},
+		{"qpool-submit", qpoolSubmit{}},
+		{"qpool-submit-ttl1m", qpoolSubmit{[]qpool.Option{qpool.WithResultTTL(time.Minute)}}},
 		{"pond-result", pondResult{}},
 		{"conc-result", concResult{}},
 	}
@@ -57,12 +58,13 @@ func (futureFloor) Run(workers int, ids []string, fn func(int) int, out []int) e
 	return nil
 }
 
-// qpoolSchedule uses Pool.Schedule and Future.Wait: the reference
-// document's call, with an ID per task and an any-typed result.
-type qpoolSchedule struct{ ttl time.Duration }
+// qpoolSchedule uses Pool.Schedule and Future.Wait: the entanglement
+// examples' call, with an ID per task and an any-typed result. opts come
+// after WithWorkers; none means the pool's defaults.
+type qpoolSchedule struct{ opts []qpool.Option }
 
 func (r qpoolSchedule) Run(workers int, ids []string, fn func(int) int, out []int) error {
-	p := qpool.NewPool(qpool.WithWorkers(workers), qpool.WithResultTTL(r.ttl))
+	p := qpool.NewPool(append([]qpool.Option{qpool.WithWorkers(workers)}, r.opts...)...)
 	defer p.Close()
 	futs := make([]*qpool.Future[any], len(ids))
 	for i, id := range ids {
@@ -84,10 +86,10 @@ func (r qpoolSchedule) Run(workers int, ids []string, fn func(int) int, out []in
 }
 
 // qpoolSubmit uses the typed Submit[int] and Future.Wait.
-type qpoolSubmit struct{ ttl time.Duration }
+type qpoolSubmit struct{ opts []qpool.Option }
 
 func (r qpoolSubmit) Run(workers int, ids []string, fn func(int) int, out []int) error {
-	p := qpool.NewPool(qpool.WithWorkers(workers), qpool.WithResultTTL(r.ttl))
+	p := qpool.NewPool(append([]qpool.Option{qpool.WithWorkers(workers)}, r.opts...)...)
 	defer p.Close()
 	futs := make([]*qpool.Future[int], len(ids))
 	for i, id := range ids {

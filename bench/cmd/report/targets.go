@@ -85,10 +85,10 @@ func targets(r *Results) []Target {
 		{Text: "`Go` on no-op: 0 allocations per task (amortised pool set-up below 0.01)", Got: r.Metric("pool/noop", "qpool-go", "allocs/task"), Limit: 0.01, Unit: "allocs/task"},
 		{Label: "1µs CPU: qpool Go / chanpool", Text: "1 µs CPU tasks: at most 1.05 × the channel pool", Got: r.Ratio("pool/cpu1us", "qpool-go", "chanpool", "ns/task"), Limit: 1.05, Unit: "×", Ratio: true},
 		{Label: "1ms sleep: qpool Go / chanpool", Text: "1 ms sleep tasks at 1000 workers: at most 1.0 × the channel pool", Got: r.Ratio("pool/sleep1ms", "qpool-go", "chanpool", "ns/task"), Limit: 1, Unit: "×", Ratio: true},
-		{Label: "results: qpool Schedule / pond result", Text: "Schedule + Wait (ID, future, TTL 0): at most 0.5 × pond's result pool", Got: r.Ratio("result", "qpool-schedule", "pond-result", "ns/task"), Limit: 0.5, Unit: "×", Ratio: true},
-		{Label: "results: qpool Schedule / future floor", Text: "Schedule + Wait (ID, future, TTL 0): at most 1.5 × the bare-future floor", Got: r.Ratio("result", "qpool-schedule", "futurefloor", "ns/task"), Limit: 1.5, Unit: "×", Ratio: true},
+		{Label: "results: qpool Schedule / pond result", Text: "Schedule + Wait (ID, future, default options): at most 0.5 × pond's result pool", Got: r.Ratio("result", "qpool-schedule", "pond-result", "ns/task"), Limit: 0.5, Unit: "×", Ratio: true},
+		{Label: "results: qpool Schedule / future floor", Text: "Schedule + Wait (ID, future, default options): at most 1.5 × the bare-future floor", Got: r.Ratio("result", "qpool-schedule", "futurefloor", "ns/task"), Limit: 1.5, Unit: "×", Ratio: true},
 		{Text: "Schedule + Wait: at most 3 allocations per task (amortised set-up below 0.01)", Got: r.Metric("result", "qpool-schedule", "allocs/task"), Limit: 3.01, Unit: "allocs/task"},
-		{Label: "results: qpool Submit / future floor", Text: "(Submit[int] + Wait, TTL 0, same limits) vs the bare-future floor", Got: r.Ratio("result", "qpool-submit", "futurefloor", "ns/task"), Limit: 1.5, Unit: "×", Ratio: true},
+		{Label: "results: qpool Submit / future floor", Text: "(Submit[int] + Wait, default options, same limits) vs the bare-future floor", Got: r.Ratio("result", "qpool-submit", "futurefloor", "ns/task"), Limit: 1.5, Unit: "×", Ratio: true},
 	}
 	for _, g := range []string{"pool/noop", "pool/cpu1us", "pool/sleep1ms", "result"} {
 		impl := "qpool-go"
