@@ -1,6 +1,7 @@
 package boltledger
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,7 +65,9 @@ func corruptf(format string, args ...any) error {
 // freelist page, and later every page, through the map without a bound
 // check: a file cut short faults (SIGBUS past its end, SIGSEGV past the
 // map), and a damaged freelist page panics, inside bbolt.Open, which
-// then cannot release the file. After checkFile accepts a file, bbolt.Open
+// then cannot release the file. For a file without a stored freelist,
+// opened for writing, bbolt.Open reads every page of the tree, and
+// checkTree reads them first. After checkFile accepts a file, bbolt.Open
 // reads only what checkFile read and found sound, so it cannot fault.
 //
 // The caller holds the file's lock, so no other process writes while it
@@ -122,7 +125,10 @@ func checkFile(f *os.File, readOnly bool) error {
 		return corruptf("root page %d outside the %d pages in use", m.root, m.pgid)
 	}
 	if m.freelist == noFreelist {
-		return nil
+		if readOnly { // bbolt reads no page beyond the metas here
+			return nil
+		}
+		return checkTree(f, m, pageSize)
 	}
 	return checkFreelist(f, m, pageSize)
 }
@@ -199,4 +205,152 @@ func checkFreelist(f *os.File, m boltMeta, pageSize uint64) error {
 		}
 	}
 	return nil
+}
+
+// Page flags and element sizes of the b-tree pages checkTree reads.
+const (
+	branchFlag     = 0x01
+	leafFlag       = 0x02
+	bucketLeafFlag = 0x01 // a leaf element that is a bucket
+	elementSize    = 16   // a branch or leaf page element
+	bucketHdrSize  = 16   // a bucket's value: root page u64, sequence u64
+)
+
+// checkTree reads, through f, every page bbolt.Open reads through its map
+// when the file has no stored freelist (a file written with bbolt's
+// NoFreelistSync, which this package never sets) and is opened for
+// writing: bbolt then rebuilds the freelist by walking every bucket's
+// pages, in a goroutine of its own where a fault cannot be recovered and
+// kills the process, and panics on any inconsistency it finds. checkTree
+// walks the same pages and fails with ErrCorrupt where that walk would
+// fault or complain: a page outside the pages in use or reached twice, a
+// page that is neither a branch nor a leaf, an element or key past its
+// page, a bucket value too short, keys out of order.
+func checkTree(f *os.File, m boltMeta, pageSize uint64) error {
+	w := treeWalker{f: f, pageSize: pageSize, pgid: m.pgid, seen: make(map[uint64]bool)}
+	_, err := w.node(m.root, nil, nil)
+	return err
+}
+
+// treeWalker is checkTree's state: the pages seen so far.
+type treeWalker struct {
+	f              *os.File
+	pageSize, pgid uint64
+	seen           map[uint64]bool
+}
+
+// node reads page id, with its overflow, and checks it and what it leads
+// to (treeWalker.elements). The page must lie within the pages in use
+// and be reached for the first time.
+func (w *treeWalker) node(id uint64, min, max []byte) ([]byte, error) {
+	if id < 2 || id >= w.pgid {
+		return nil, corruptf("a branch or bucket refers to page %d, outside the %d pages in use", id, w.pgid)
+	}
+	hdr := make([]byte, pageHeaderSize)
+	if _, err := w.f.ReadAt(hdr, int64(id*w.pageSize)); err != nil {
+		return nil, corruptf("reading page %d: %w", id, err)
+	}
+	e := binary.NativeEndian
+	overflow := uint64(e.Uint32(hdr[12:]))
+	if got := e.Uint64(hdr); got != id || overflow >= w.pgid-id {
+		return nil, corruptf("page %d has the header of page %d with %d overflow pages", id, got, overflow)
+	}
+	for i := id; i <= id+overflow; i++ {
+		if w.seen[i] {
+			return nil, corruptf("page %d is reached twice", i)
+		}
+		w.seen[i] = true
+	}
+	buf := make([]byte, (overflow+1)*w.pageSize)
+	if _, err := w.f.ReadAt(buf, int64(id*w.pageSize)); err != nil {
+		return nil, corruptf("reading page %d: %w", id, err)
+	}
+	return w.elements(buf, id, min, max)
+}
+
+// elements checks the elements of page p (id is its page, for errors):
+// each within p, keys in order and within [min, max) as bbolt's
+// key-order check wants them, each branch's child a sound page, each
+// bucket in a leaf a sound bucket. It returns the greatest key below p,
+// which bounds the next sibling's keys from below. An inline bucket's
+// page is p's own bytes, without a header that names it.
+func (w *treeWalker) elements(p []byte, id uint64, min, max []byte) (last []byte, err error) {
+	e := binary.NativeEndian
+	flags, count := e.Uint16(p[8:]), int(e.Uint16(p[10:]))
+	if flags != branchFlag && flags != leafFlag {
+		return nil, corruptf("page %d is neither a branch nor a leaf (flags %#x)", id, flags)
+	}
+	if pageHeaderSize+count*elementSize > len(p) {
+		return nil, corruptf("page %d claims %d elements, more than it holds", id, count)
+	}
+	if count == 0 {
+		return nil, nil // as bbolt's check: an empty page bounds nothing
+	}
+	running := min
+	for i := range count {
+		el := p[pageHeaderSize+i*elementSize:]
+		at := uint64(pageHeaderSize + i*elementSize)
+		// A branch element is pos u32, ksize u32, child page u64; a leaf
+		// element is flags u32, pos u32, ksize u32, vsize u32. pos counts
+		// from the element.
+		pos, ksize, vsize := uint64(e.Uint32(el)), uint64(e.Uint32(el[4:])), uint64(0)
+		if flags == leafFlag {
+			pos, ksize, vsize = uint64(e.Uint32(el[4:])), uint64(e.Uint32(el[8:])), uint64(e.Uint32(el[12:]))
+		}
+		if at+pos+ksize+vsize > uint64(len(p)) {
+			return nil, corruptf("element %d of page %d runs past the page", i, id)
+		}
+		key := p[at+pos : at+pos+ksize]
+		if (i == 0 && running != nil && bytes.Compare(running, key) > 0) ||
+			(i > 0 && bytes.Compare(running, key) >= 0) ||
+			(max != nil && bytes.Compare(key, max) >= 0) {
+			return nil, corruptf("key %d of page %d is out of order", i, id)
+		}
+		if flags == branchFlag {
+			next := max
+			if i < count-1 {
+				nel := p[pageHeaderSize+(i+1)*elementSize:]
+				npos, nksize := uint64(e.Uint32(nel)), uint64(e.Uint32(nel[4:]))
+				nat := at + elementSize
+				if nat+npos+nksize > uint64(len(p)) {
+					return nil, corruptf("element %d of page %d runs past the page", i+1, id)
+				}
+				next = p[nat+npos : nat+npos+nksize]
+			}
+			if running, err = w.node(e.Uint64(el[8:]), key, next); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		running = key
+		if e.Uint32(el)&bucketLeafFlag != 0 {
+			if err := w.bucket(p[at+pos+ksize:at+pos+ksize+vsize], id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return running, nil
+}
+
+// bucket checks the bucket whose value v is stored on page id: its root
+// page's tree, or, for an inline bucket (root 0), the page that follows
+// the bucket header in v.
+func (w *treeWalker) bucket(v []byte, id uint64) error {
+	if len(v) < bucketHdrSize {
+		return corruptf("a bucket on page %d has a value of %d bytes", id, len(v))
+	}
+	root := binary.NativeEndian.Uint64(v)
+	if root != 0 {
+		_, err := w.node(root, nil, nil)
+		return err
+	}
+	inline := v[bucketHdrSize:]
+	if len(inline) < pageHeaderSize {
+		return corruptf("an inline bucket on page %d has %d bytes", id, len(inline))
+	}
+	if binary.NativeEndian.Uint16(inline[8:]) != leafFlag {
+		return corruptf("an inline bucket on page %d is not a leaf", id)
+	}
+	_, err := w.elements(inline, id, nil, nil)
+	return err
 }

@@ -74,8 +74,9 @@ func (db *DB) Stats() Stats {
 //     shorter than its two meta pages (any file of 1 to 8,191 bytes with
 //     4 KiB pages), no valid meta page, fewer pages than its meta page
 //     claims (a file cut short), a damaged freelist page, a damaged page
-//     where Open reads it (the root bucket), an empty file [WithReadOnly].
-//     Open checks the meta and freelist pages and the
+//     tree where Open reads it (the root bucket; every page when the file
+//     has no stored freelist and is opened for writing), an empty file
+//     [WithReadOnly]. Open checks the meta and freelist pages and the
 //     file's size, under the lock, before bbolt maps the file, so bbolt
 //     does not fault on them; bbolt's own errors, panics and faults on a
 //     damaged file are wrapped in ErrCorrupt too;

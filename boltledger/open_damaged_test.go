@@ -355,3 +355,82 @@ func TestOpenRandomDamage(t *testing.T) {
 	require.NotZero(t, overwritten, "no overwrite damaged a file: the overwrites tested nothing")
 	require.Equal(t, before, openFDs(t), "descriptors leaked by failed Opens")
 }
+
+// makeUnsyncedFile returns a copy of the good file rewritten by bbolt with
+// NoFreelistSync, so that its meta page names no freelist, and the page
+// IDs of the branch page at the root of ledger "a"'s log and of that
+// branch's first leaf. A writable Open of such a file makes bbolt rebuild
+// the freelist by walking every page, in a goroutine of its own.
+func makeUnsyncedFile(t *testing.T, dir string, g goodLedgerFile) (data []byte, branch, leaf int) {
+	t.Helper()
+	path := writeFile(t, dir, "unsynced-source.db", g.data)
+	b, err := bbolt.Open(path, 0o600, &bbolt.Options{NoFreelistSync: true})
+	require.NoError(t, err)
+	require.NoError(t, b.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket([]byte("qpool.boltledger")).Put([]byte("probe"), []byte("x"))
+	}))
+	require.NoError(t, b.View(func(tx *bbolt.Tx) error {
+		branch = int(tx.Bucket([]byte("l/a")).Root())
+		info, err := tx.Page(branch)
+		require.NoError(t, err)
+		require.Equal(t, "branch", info.Type, "ledger a's log should span several pages")
+		return nil
+	}))
+	require.NoError(t, b.Close())
+	data, err = os.ReadFile(path)
+	require.NoError(t, err)
+	// The first element of a branch page (after the 16-byte header) is
+	// pos u32, ksize u32, child page u64.
+	leaf = int(binary.NativeEndian.Uint64(data[branch*g.pageSize+16+8:]))
+	return data, branch, leaf
+}
+
+// TestOpenDamagedUnsyncedFile opens, writable, files without a stored
+// freelist whose pages are damaged where bbolt's freelist rebuild reads
+// them: a branch whose child lies past the file's pages or is reached
+// twice, a leaf whose key lies past its page, a page zeroed. Without a
+// check before bbolt.Open, the first and third fault in bbolt's walking
+// goroutine, which kills the process, and the others panic inside
+// bbolt.Open. Each must fail with ErrCorrupt and release the file; the
+// undamaged file opens, and bbolt stores its freelist.
+func TestOpenDamagedUnsyncedFile(t *testing.T) {
+	dir := t.TempDir()
+	g := makeGoodFile(t, dir)
+	data, branch, leaf := makeUnsyncedFile(t, dir, g)
+	with := func(off int, b []byte) []byte {
+		d := append([]byte(nil), data...)
+		copy(d[off:], b)
+		return d
+	}
+	u64 := func(v uint64) []byte { return binary.NativeEndian.AppendUint64(nil, v) }
+	u32 := func(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+	elem := func(page, i int) int { return page*g.pageSize + 16 + 16*i }
+	before := openFDs(t)
+
+	good := writeFile(t, dir, "unsynced-good.db", data)
+	require.Equal(t, ^uint64(0), freelistPage(data, g.pageSize), "the file should have no stored freelist")
+	require.NoError(t, readEverything(t, good), "the undamaged file without a freelist opens")
+	rewritten, err := os.ReadFile(good)
+	require.NoError(t, err)
+	require.Less(t, freelistPage(rewritten, g.pageSize), uint64(len(rewritten)/g.pageSize), "bbolt stored the rebuilt freelist")
+
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"BranchChildPastEnd", with(elem(branch, 0)+8, u64(uint64(g.used/g.pageSize)+5))},
+		{"BranchChildFarPastEnd", with(elem(branch, 0)+8, u64(1<<40))},
+		{"BranchChildTwice", with(elem(branch, 1)+8, u64(uint64(leaf)))},
+		{"LeafKeyPastPage", with(elem(leaf, 0)+4, u32(0x7ffffff0))},
+		{"LeafKeysOutOfOrder", with(elem(leaf, 1)+4, u32(binary.NativeEndian.Uint32(data[elem(leaf, 0)+4:])+16))},
+		{"LeafZeroed", with(leaf*g.pageSize, make([]byte, g.pageSize))},
+		{"BranchZeroed", with(branch*g.pageSize, make([]byte, g.pageSize))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := writeFile(t, dir, c.name+".db", c.data)
+			requireDamaged(t, path, data)
+		})
+	}
+	require.Equal(t, before, openFDs(t), "descriptors leaked by failed Opens")
+}
