@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,6 +146,19 @@ func openFDs(t *testing.T) int {
 	return len(fds)
 }
 
+// mappedUnder counts this process's memory maps of files under dir
+// (Linux only; 0 elsewhere): a map that a failed Open left behind stays
+// in /proc/self/maps after its descriptor is closed.
+func mappedUnder(t *testing.T, dir string) int {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return 0
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	require.NoError(t, err)
+	return strings.Count(string(maps), dir+string(filepath.Separator))
+}
+
 // requireUnlocked checks that no open file description holds a lock on
 // path (see tryLock).
 func requireUnlocked(t *testing.T, path string) {
@@ -236,6 +250,7 @@ func TestOpenDamagedFileReleasesIt(t *testing.T) {
 		}
 	}
 	require.Equal(t, before, openFDs(t), "descriptors leaked by failed Opens")
+	require.Zero(t, mappedUnder(t, dir), "maps left by failed Opens")
 }
 
 // TestOpenGoodFileBoundaries is the control for the damaged-file tests:
@@ -272,6 +287,7 @@ func TestOpenGoodFileBoundaries(t *testing.T) {
 		require.NoError(t, db.Close())
 	}
 	require.Equal(t, before, openFDs(t), "descriptors leaked")
+	require.Zero(t, mappedUnder(t, dir), "maps left by failed Opens")
 }
 
 // TestOpenNotAFile opens a directory and a path under a regular file: a
@@ -354,6 +370,7 @@ func TestOpenRandomDamage(t *testing.T) {
 	t.Logf("%d damaged files failed with ErrCorrupt; of the overwritten ones %d did too and %d still opened", failed, overwritten, opened)
 	require.NotZero(t, overwritten, "no overwrite damaged a file: the overwrites tested nothing")
 	require.Equal(t, before, openFDs(t), "descriptors leaked by failed Opens")
+	require.Zero(t, mappedUnder(t, dir), "maps left by failed Opens")
 }
 
 // makeUnsyncedFile returns a copy of the good file rewritten by bbolt with
@@ -433,4 +450,5 @@ func TestOpenDamagedUnsyncedFile(t *testing.T) {
 		})
 	}
 	require.Equal(t, before, openFDs(t), "descriptors leaked by failed Opens")
+	require.Zero(t, mappedUnder(t, dir), "maps left by failed Opens")
 }
