@@ -2,6 +2,7 @@ package boltledger
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,11 +65,37 @@ func (db *DB) Stats() Stats {
 	return Stats{Commits: db.commits.Load(), Changes: db.changes.Load()}
 }
 
-// Open opens (creating it if absent) the file at path. It fails with
-// [ErrLocked] when another process holds the file past the lock timeout,
-// with [ErrCorrupt] for a file that is not a readable bbolt file, and with
-// [ErrForeign] for a bbolt file that this package did not write. Open
-// starts one goroutine, the group committer, which [DB.Close] ends.
+// Open opens (creating it if absent) the file at path. An empty file is
+// taken as a new one and initialised, unless [WithReadOnly], which cannot
+// write it. Open fails with:
+//   - [ErrLocked] when another process holds the file past the lock
+//     timeout;
+//   - [ErrCorrupt] for a damaged file or one that is not a bbolt file:
+//     shorter than its two meta pages (any file of 1 to 8,191 bytes with
+//     4 KiB pages), no valid meta page, fewer pages than its meta page
+//     claims (a file cut short), a damaged freelist page, a damaged page
+//     tree where Open reads it (the root bucket; every page when the file
+//     has no stored freelist and is opened for writing), an empty file
+//     [WithReadOnly]. Open checks the meta and freelist pages and the
+//     file's size, under the lock, before bbolt maps the file, so bbolt
+//     does not fault on them; bbolt's own errors, panics and faults on a
+//     damaged file are wrapped in ErrCorrupt too;
+//   - [ErrForeign] for a bbolt file that this package did not write (a
+//     damaged root page can look like one);
+//   - [ErrNotFile] when path names a directory or anything else but a
+//     regular file;
+//   - the file system's error otherwise, an *[io/fs.PathError], so that
+//     errors.Is(err, [io/fs.ErrNotExist]) ([WithReadOnly] on an absent file)
+//     and errors.Is(err, [io/fs.ErrPermission]) work.
+//
+// Every error names path. A failed Open releases the file: no descriptor,
+// lock or memory map of it stays, so that this process or another can
+// open it again, for example once it has been restored. (Should bbolt
+// still panic inside its Open, which the checks above are there to
+// prevent, the descriptor and lock are released and only the map, which
+// bbolt alone knows, stays until the process exits.)
+//
+// Open starts one goroutine, the group committer, which [DB.Close] ends.
 func Open(path string, opts ...Option) (db *DB, err error) {
 	cfg := newConfig(opts)
 	defer func() {
@@ -98,16 +125,77 @@ func Open(path string, opts ...Option) (db *DB, err error) {
 	return db, nil
 }
 
-// openBolt opens the bbolt file; bbolt panics on some corrupt files, which
-// guard turns into ErrCorrupt.
+// openBolt opens the bbolt file. Its OpenFile hook (openChecked) opens,
+// locks and checks the file before bbolt maps it, so that bbolt.Open does
+// not fault on a damaged file; a damaged file fails there, and bbolt.Open
+// closes what it opened on every error it returns.
+//
+// Invariant: when openBolt fails, the file is released: no descriptor,
+// lock or map of it is left. bbolt.Open keeps it on its error returns;
+// openChecked closes its own descriptor on its errors. Only a panic or
+// fault inside bbolt.Open (which checkFile exists to prevent) escapes
+// bbolt's cleanup: then the deferred release drops the lock and closes
+// the descriptor bbolt was given, and only the map of the file, address
+// space without the lock, stays until the process exits, as nothing
+// outside bbolt knows where it is.
 func openBolt(path string, cfg config) (b *bbolt.DB, err error) {
-	defer shield(&err)()
+	var file *os.File // what the hook gave bbolt; owned by bbolt unless it panics
+	defer shield(&err, func() {
+		if file != nil {
+			unlockFile(file)
+			_ = file.Close() // the fault is the error to report
+		}
+	})()
 	b, err = bbolt.Open(path, 0o600, &bbolt.Options{
 		Timeout:  cfg.lockTimeout,
 		ReadOnly: cfg.readOnly,
 		MaxSize:  cfg.maxSize,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := openChecked(name, flag, perm, cfg)
+			file = f
+			return f, err
+		},
 	})
 	return b, mapError(err)
+}
+
+// openChecked opens the file as bbolt would, takes the lock bbolt takes,
+// and checks the file (checkFile) under it, so that no writer in another
+// process changes it while it is read. On any error it closes the file.
+//
+// Check-then-act: what checkFile accepted is what bbolt maps, because the
+// lock taken before the check stays on the descriptor that bbolt is given
+// (bbolt's own flock on it succeeds at once) until the DB closes. Only a
+// writer that ignores the lock, or a platform where lockFile cannot lock
+// (lock_other.go: there bbolt locks after the check), could change the
+// file in between.
+// A path that names a directory, or anything else but a regular file,
+// fails with ErrNotFile; other errors of the file system are returned as
+// they are (an *fs.PathError, so errors.Is(err, fs.ErrNotExist) works).
+func openChecked(name string, flag int, perm os.FileMode, cfg config) (*os.File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		if fi, serr := os.Stat(name); serr == nil && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s: %w", ErrNotFile, fi.Mode().Type(), err)
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%w: %s", ErrNotFile, fi.Mode().Type())
+	}
+	if err == nil {
+		err = lockFile(f, !cfg.readOnly, cfg.lockTimeout)
+	}
+	if err == nil {
+		err = checkFile(f, cfg.readOnly)
+	}
+	if err != nil {
+		unlockFile(f)
+		_ = f.Close() // err is the error to report
+		return nil, err
+	}
+	return f, nil
 }
 
 // Path returns the file's path.

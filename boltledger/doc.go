@@ -56,7 +56,8 @@
 // # Caveats
 //
 // One process at a time may open a file for writing: a second one fails
-// with [ErrLocked] after the lock timeout. Durability across a power loss
+// with [ErrLocked] after the lock timeout. A damaged file fails [Open] with
+// [ErrCorrupt], and a failed Open releases the file. Durability across a power loss
 // depends on the disk honouring fsync. Errors wrap the root package's
 // sentinels where they apply ([qpool.ErrClosed], [qpool.ErrConflict],
 // [qpool.ErrInvalidKey]) and this package's otherwise.

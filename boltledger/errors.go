@@ -19,8 +19,11 @@ var (
 	ErrLocked = errors.New("boltledger: file locked by another process")
 
 	// ErrCorrupt is returned when the file, or a record in it, cannot be
-	// read: it is not a bbolt file, its checksums fail, or a record does
-	// not decode.
+	// read: it is not a bbolt file, it is too short for its meta pages or
+	// for the pages they claim (cut short), its checksums fail, a page is
+	// damaged, or a record does not decode. [Open] returns it for every
+	// damaged file it detects, whatever bbolt made of it, and releases the
+	// file.
 	ErrCorrupt = errors.New("boltledger: corrupt file")
 
 	// ErrForeign is returned by [Open] for a valid bbolt file that another
@@ -41,6 +44,11 @@ var (
 	// ErrInUse is returned by [DB.Ledger] for an ID whose ledger is already
 	// open in the same DB.
 	ErrInUse = errors.New("boltledger: ledger already open")
+
+	// ErrNotFile is returned by [Open] for a path that names something
+	// other than a regular file, such as a directory. It wraps the file
+	// system's error, if there was one.
+	ErrNotFile = errors.New("boltledger: not a regular file")
 
 	// ErrInvalidID is returned by [DB.Ledger] for an empty ID or one too
 	// long to be a bbolt key.

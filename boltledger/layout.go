@@ -131,12 +131,17 @@ func hasPrefix(name []byte, prefixes ...string) bool {
 // bbolt's managed transactions roll back on a panic before it reaches
 // here. [debug.SetPanicOnFault] is per goroutine, so it is restored on
 // the way out.
-func shield(err *error) func() {
+// The functions in cleanup run after a recovered panic, to release what
+// the panic left behind.
+func shield(err *error, cleanup ...func()) func() {
 	old := debug.SetPanicOnFault(true)
 	return func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
 			*err = fmt.Errorf("%w: bbolt failed reading the file: %v", ErrCorrupt, r)
+			for _, c := range cleanup {
+				c()
+			}
 		}
 	}
 }
