@@ -344,13 +344,13 @@ func TestKeyAwait(t *testing.T) {
 				keys[i] = qpool.NewKey[job](fmt.Sprintf("round-%d-key-%d", round, i))
 			}
 			never := qpool.NewKey[job](fmt.Sprintf("round-%d-never", round))
-			ctx, cancel := context.WithCancel(t.Context())
-			var wg sync.WaitGroup
+			ctx, cancel := context.WithCancel(t.Context()) // for the wait on never only
+			var wg, neverWG sync.WaitGroup
 			errs := make(chan error, 64)
 			for w := range 16 {
 				wg.Go(func() {
 					i := w % len(keys)
-					v, err := keys[i].Await(ctx, e)
+					v, err := keys[i].Await(t.Context(), e)
 					switch {
 					case err != nil:
 						errs <- err
@@ -359,7 +359,7 @@ func TestKeyAwait(t *testing.T) {
 					}
 				})
 			}
-			wg.Go(func() {
+			neverWG.Go(func() {
 				if _, err := never.Await(ctx, e); !errors.Is(err, context.Canceled) {
 					errs <- fmt.Errorf("await of a key never set: %v", err)
 				}
@@ -374,8 +374,9 @@ func TestKeyAwait(t *testing.T) {
 				})
 			}
 			watchdog(t, &setters)
-			cancel() // only the waiter on never is left
 			watchdog(t, &wg)
+			cancel() // only the waiter on never is left
+			watchdog(t, &neverWG)
 			close(errs)
 			for err := range errs {
 				require.NoError(t, err)
