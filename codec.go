@@ -1,15 +1,13 @@
 package qpool
 
-import (
-	"encoding/json"
-	"fmt"
-)
+import "encoding/json"
 
 // Codec turns state values into bytes and back, for ledgers that keep values
 // outside the process's memory (on disk, on a server). Such a ledger returns
 // from Get, Read and Snapshot what Unmarshal into an any produces, not the
 // Go value that was stored: with [JSONCodec], numbers come back as float64,
-// structs as map[string]any. [GetStateAs] decodes into the caller's type.
+// structs as map[string]any. A [Key], or [GetStateAs], decodes into the
+// caller's type.
 type Codec interface {
 	// Marshal encodes v. An error means v cannot be stored, and the
 	// ledger records nothing.
@@ -42,27 +40,10 @@ type CodecLedger interface {
 // as is; otherwise it is re-encoded and decoded into a T with the ledger's
 // codec ([JSONCodec] unless the ledger is a [CodecLedger]), which turns the
 // generic form a durable ledger returns back into the caller's struct,
-// number or slice type. It reports false when key is absent, and an error
-// when the value does not decode into a T.
+// number or slice type. It reports false when key is absent, and a
+// [*TypeError] (matching [ErrType]) when the value does not decode into a
+// T, or is nil and T has no nil value. [Key.Get] does the same for a key
+// declared once with its type.
 func GetStateAs[T any](e *Entanglement, key string) (T, bool, error) {
-	var out T
-	v, ok := e.GetState(key)
-	if !ok {
-		return out, false, nil
-	}
-	if t, ok := v.(T); ok {
-		return t, true, nil
-	}
-	var c Codec = JSONCodec{}
-	if cl, ok := e.ledger.(CodecLedger); ok {
-		c = cl.Codec()
-	}
-	data, err := c.Marshal(v)
-	if err == nil {
-		err = c.Unmarshal(data, &out)
-	}
-	if err != nil {
-		return out, true, fmt.Errorf("qpool: entanglement %q: key %q as %T: %w", e.id, key, out, err)
-	}
-	return out, true, nil
+	return getAs[T](e, key)
 }

@@ -170,6 +170,14 @@ func (e *Entanglement) ID() string { return e.id }
 // after the TTL ran out, or the ledger's error; in every error case nothing
 // is recorded. The value is stored as given, not copied (see
 // [WithValueCopy]).
+//
+// Only the in-memory ledger hands the value back as given. A ledger that
+// encodes values (a [CodecLedger]: boltledger, natsledger) hands back, from
+// GetState, Update, Snapshot, the history and watches, what its codec
+// decodes into an any: with [JSONCodec], a float64 for every number, a
+// map[string]any for a struct or a map, a []any for a slice, a string for
+// a time. To read a value as the type that was stored on every ledger,
+// declare a [Key] for it (or use [GetStateAs]).
 func (e *Entanglement) UpdateState(key string, value any) error {
 	return e.apply(Mutation{Key: key, Value: value})
 }
@@ -185,6 +193,12 @@ func (e *Entanglement) DeleteState(key string) error {
 // change to key lands between the read and the write, fn runs again with
 // the newer value, so fn must be free of side effects. An error from fn is
 // returned as is and records nothing. A nil fn gets [ErrNilFunc].
+//
+// old is the value as the ledger hands it back (see UpdateState): on a
+// ledger that encodes values, the codec's generic form, so old.(int) fails
+// there for an int that was stored, and a counter written that way starts
+// again from zero on every update. [Key.Update] gives fn the value as its
+// type on every ledger.
 func (e *Entanglement) Update(key string, fn func(old any, exists bool) (any, error)) error {
 	if fn == nil {
 		return fmt.Errorf("qpool: update %q: %w", key, ErrNilFunc)
@@ -282,6 +296,12 @@ func (e *Entanglement) retain(next uint64) {
 
 // GetState returns key's current value and whether it exists. After Close
 // or expiry every key is absent.
+//
+// The value is the one stored only on the in-memory ledger. A ledger that
+// encodes values (a [CodecLedger]: boltledger, natsledger) returns what its
+// codec decodes into an any, with [JSONCodec] a float64, string, bool, nil,
+// map[string]any or []any, so a type assertion to the stored type fails
+// there. [Key.Get] and [GetStateAs] return the stored type on every ledger.
 func (e *Entanglement) GetState(key string) (any, bool) {
 	v, _, ok := e.ledger.Get(key)
 	return v, ok

@@ -68,12 +68,35 @@
 //
 // # Values
 //
-// The checks store only values whose JSON round trip is the identity —
-// string, bool, float64, nil, and map[string]any and []any of those — and
-// compare them with [reflect.DeepEqual], so that ledgers which encode
-// values as JSON pass. Timestamps are compared with [time.Time.Equal]: a
+// The checks of the bare ledger store only values whose JSON round trip is
+// the identity — string, bool, float64, nil, and map[string]any and []any
+// of those — and compare them with [reflect.DeepEqual], so that ledgers
+// which encode values as JSON pass. Timestamps are compared with [time.Time.Equal]: a
 // ledger may drop the monotonic clock reading and the location, but must
 // return the instant it recorded, from Append and from Read alike.
+//
+// # Typed keys
+//
+// TypedKeysRoundTrip and TypedKeysAfterReopen check what a program sees
+// through a [qpool.Key], which must not depend on the ledger: an int, an
+// int64, a float64, a string, a bool, a struct with nested fields, a
+// []string, a map[string]int and a time.Time come back with their type and
+// value (times compared with [time.Time.Equal]); three Updates adding 100
+// to a counter make 300; Watch yields the counter's values as ints; and a
+// value that does not convert is an error matching [qpool.ErrType], with
+// Update not calling its function. TypedKeysAfterReopen, run only on a
+// [Reopener], reads everything back from the reopened store, and three
+// more Updates make the counter 600.
+//
+// These checks go through an entanglement over the ledger, named by the
+// ledger's ID method when it has one, and close it, which closes the
+// ledger. A ledger that encodes values must implement [qpool.CodecLedger],
+// so that the keys convert its generic values with its codec, and the
+// codec must round-trip those Go values (JSON does; the checks store no
+// integer beyond 2^53, which JSON's float64 cannot hold). A ledger that
+// refuses more than 100 guarded appends in one of these checks, where
+// nothing else appends, fails it rather than keeping
+// [qpool.Entanglement.Update] retrying.
 //
 // # Caveats
 //

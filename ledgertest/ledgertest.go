@@ -53,6 +53,8 @@ var checks = []check{
 	{name: "DroppedLedger", run: checkDropped, closes: true},
 	{name: "ReopenKeepsHistory", run: checkReopen, closes: true, reopen: true},
 	{name: "ReopenAfterDrop", run: checkReopenAfterDrop, closes: true, reopen: true},
+	{name: "TypedKeysRoundTrip", run: checkTyped, closes: true},
+	{name: "TypedKeysAfterReopen", run: checkTypedReopen, closes: true, reopen: true},
 }
 
 // Run checks the ledgers open makes against every documented semantic of

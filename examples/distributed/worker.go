@@ -49,7 +49,7 @@ func runWorker(url, id string, worker, workers int) error {
 			return fmt.Errorf("worker %d: %s: %w", worker, f.ID(), err)
 		}
 	}
-	total, err := e.Await(ctx, "total")
+	total, err := totalKey.Await(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -57,18 +57,25 @@ func runWorker(url, id string, worker, workers int) error {
 	return nil
 }
 
+// The state keys, declared with their types. The ledger keeps JSON, whose
+// numbers decode as float64; the keys read them back as ints.
+var (
+	processedKey = qpool.NewKey[int]("processed")
+	totalKey     = qpool.NewKey[int]("total")
+)
+
+// partitionKey is the key of partition p's result.
+func partitionKey(p int) qpool.Key[int] { return qpool.NewKey[int](fmt.Sprintf("partition-%d", p)) }
+
 // processPartition stores a partition's result and counts it with an
 // atomic read-modify-write, which JetStream checks across processes.
 func processPartition(e *qpool.Entanglement, worker, p int) error {
 	result := (p + 1) * 100
-	if err := e.UpdateState(fmt.Sprintf("partition-%d", p), result); err != nil {
+	if err := partitionKey(p).Set(e, result); err != nil {
 		return err
 	}
 	fmt.Printf("worker %d: partition-%d = %d\n", worker, p, result)
-	return e.Update("processed", func(old any, _ bool) (any, error) {
-		n, _ := old.(float64) // JSON numbers decode as float64
-		return n + 1, nil
-	})
+	return processedKey.Update(e, func(n int, _ bool) (int, error) { return n + 1, nil })
 }
 
 // aggregate waits for every partition, whichever process wrote it, and
@@ -76,14 +83,11 @@ func processPartition(e *qpool.Entanglement, worker, p int) error {
 func aggregate(ctx context.Context, e *qpool.Entanglement) error {
 	sum := 0
 	for p := range partitions {
-		if _, err := e.Await(ctx, fmt.Sprintf("partition-%d", p)); err != nil {
-			return err
-		}
-		v, _, err := qpool.GetStateAs[int](e, fmt.Sprintf("partition-%d", p))
+		v, err := partitionKey(p).Await(ctx, e)
 		if err != nil {
 			return err
 		}
 		sum += v
 	}
-	return e.UpdateState("total", sum)
+	return totalKey.Set(e, sum)
 }

@@ -26,6 +26,13 @@ import (
 	"github.com/qpool/qpool/boltledger"
 )
 
+// doneKey holds the last step recorded, declared with its type: the file
+// keeps JSON, whose numbers decode as float64, and the key reads an int.
+var doneKey = qpool.NewKey[int]("done")
+
+// resultKey is the key of a step's result.
+func resultKey(step int) qpool.Key[int] { return qpool.NewKey[int](fmt.Sprintf("result-%d", step)) }
+
 // config is what one run does.
 type config struct {
 	path  string        // the bbolt file
@@ -73,7 +80,7 @@ func run(ctx context.Context, c config, w io.Writer) (err error) {
 	}
 	defer func() { err = errors.Join(err, e.Close()) }()
 	printHistory(w, c.path, e)
-	done, _, err := qpool.GetStateAs[int](e, "done")
+	done, _, err := doneKey.Get(e)
 	if err != nil {
 		return err
 	}
@@ -124,8 +131,8 @@ func doStep(ctx context.Context, e *qpool.Entanglement, step int, pause time.Dur
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if err := e.UpdateState(fmt.Sprintf("result-%d", step), step*step); err != nil {
+	if err := resultKey(step).Set(e, step*step); err != nil {
 		return err
 	}
-	return e.UpdateState("done", step)
+	return doneKey.Set(e, step)
 }

@@ -37,8 +37,13 @@ const (
 	rounds = 5
 	// interval is the time between two rounds of the monitor.
 	interval = 20 * time.Millisecond
-	// metricsKey is the state key the monitor writes and the scaler watches.
-	metricsKey = "system-metrics"
+)
+
+var (
+	// metrics is the state key the monitor writes and the scaler watches.
+	metrics = qpool.NewKey[Metrics]("system-metrics")
+	// scale is the state key where the scaler records the workers it set.
+	scale = qpool.NewKey[int]("workers")
 )
 
 // Metrics is one round of measurements.
@@ -107,7 +112,7 @@ func monitorLoop(ctx context.Context, e *qpool.Entanglement) (int, error) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for r := 1; ; r++ {
-		if err := e.UpdateState(metricsKey, collectMetrics(r)); err != nil {
+		if err := metrics.Set(e, collectMetrics(r)); err != nil {
 			return r - 1, err
 		}
 		select {
@@ -119,25 +124,24 @@ func monitorLoop(ctx context.Context, e *qpool.Entanglement) (int, error) {
 }
 
 // scaleLoop resizes workers for every metrics change, in order, until it
-// has handled rounds of them. It returns how many it handled.
+// has handled rounds of them. It returns how many it handled. The watch
+// yields each Metrics the monitor stored, from the first, and ends with
+// ctx's error (or the entanglement's end), which scaleLoop returns.
 func scaleLoop(ctx context.Context, e *qpool.Entanglement, workers *qpool.Pool, w io.Writer) (int, error) {
-	for change := range e.Watch(ctx, 0) {
-		m, ok := change.Value.(Metrics)
-		if change.Key != metricsKey || !ok {
-			continue
+	handled := 0
+	for m, err := range metrics.Watch(ctx, e) {
+		if err != nil {
+			return handled, err
 		}
 		n := adjustScale(m)
 		workers.Resize(n)
-		if err := e.UpdateState("workers", n); err != nil {
-			return m.Round - 1, err
+		if err := scale.Set(e, n); err != nil {
+			return handled, err
 		}
 		fmt.Fprintf(w, "round %d: cpu %d%% -> %d worker(s)\n", m.Round, m.CPU, workers.Stats().MaxWorkers)
-		if m.Round == rounds {
+		if handled++; handled == rounds {
 			return rounds, nil
 		}
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, context.Cause(ctx)
-	}
-	return 0, errors.New("monitor: entanglement ended before the last round")
+	return handled, errors.New("monitor: the watch ended without a reason") // Watch always yields one
 }

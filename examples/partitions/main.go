@@ -73,7 +73,7 @@ func sumPartitions(ctx context.Context, w io.Writer, parts, n int) (err error) {
 		ids[i] = fmt.Sprintf("partition-%d", i+1)
 		qpool.Submit(pool, ids[i], func(context.Context) (int, error) {
 			sum := sumSpan(s)
-			return sum, e.UpdateState(resultKey(ids[i]), sum)
+			return sum, resultKey(ids[i]).Set(e, sum)
 		}, qpool.WithEntanglement(e))
 	}
 	aggregate := qpool.Submit(pool, "aggregate", func(context.Context) (int, error) {
@@ -85,7 +85,7 @@ func sumPartitions(ctx context.Context, w io.Writer, parts, n int) (err error) {
 		return err
 	}
 	for i, id := range ids {
-		v, _, err := qpool.GetStateAs[int](e, resultKey(id))
+		v, _, err := resultKey(id).Get(e)
 		if err != nil {
 			return err
 		}
@@ -95,8 +95,9 @@ func sumPartitions(ctx context.Context, w io.Writer, parts, n int) (err error) {
 	return nil
 }
 
-// resultKey is the state key under which a partition stores its sum.
-func resultKey(id string) string { return id + "-result" }
+// resultKey is the state key under which a partition stores its sum: an
+// int, read back as an int whatever the ledger.
+func resultKey(id string) qpool.Key[int] { return qpool.NewKey[int](id + "-result") }
 
 // sumSpan adds the integers of s.
 func sumSpan(s span) int {
@@ -112,7 +113,7 @@ func sumSpan(s span) int {
 func combine(e *qpool.Entanglement, ids []string) (int, error) {
 	total := 0
 	for _, id := range ids {
-		v, ok, err := qpool.GetStateAs[int](e, resultKey(id))
+		v, ok, err := resultKey(id).Get(e)
 		if err != nil {
 			return 0, err
 		}

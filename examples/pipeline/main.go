@@ -37,6 +37,14 @@ var errNoData = errors.New("no data to process")
 // fetchData stands for reading records from a source.
 func fetchData() []int { return []int{1, 2, 3, 4, 5} }
 
+// The state keys the jobs share, each declared once with its type: a job
+// reads back a []int whatever the ledger (a durable one keeps JSON).
+var (
+	status        = qpool.NewKey[string]("status")
+	rawData       = qpool.NewKey[[]int]("raw-data")
+	processedData = qpool.NewKey[[]int]("processed-data")
+)
+
 // processData squares every record.
 func processData(records []int) []int {
 	out := make([]int, len(records))
@@ -78,11 +86,11 @@ func run(ctx context.Context, w io.Writer) (err error) {
 
 // fetchJob stores the fetched records under "raw-data".
 func fetchJob(e *qpool.Entanglement) ([]int, error) {
-	if err := e.UpdateState("status", "fetching"); err != nil {
+	if err := status.Set(e, "fetching"); err != nil {
 		return nil, err
 	}
 	data := fetchData()
-	if err := e.UpdateState("raw-data", data); err != nil {
+	if err := rawData.Set(e, data); err != nil {
 		return nil, err
 	}
 	return data, nil
@@ -91,21 +99,21 @@ func fetchJob(e *qpool.Entanglement) ([]int, error) {
 // processJob reads "raw-data", which its dependency on data-fetch
 // guarantees is there, and stores the result under "processed-data".
 func processJob(e *qpool.Entanglement) ([]int, error) {
-	raw, ok, err := qpool.GetStateAs[[]int](e, "raw-data")
+	raw, ok, err := rawData.Get(e)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
 		return nil, errNoData
 	}
-	if err := e.UpdateState("status", "processing"); err != nil {
+	if err := status.Set(e, "processing"); err != nil {
 		return nil, err
 	}
 	processed := processData(raw)
-	if err := e.UpdateState("processed-data", processed); err != nil {
+	if err := processedData.Set(e, processed); err != nil {
 		return nil, err
 	}
-	return processed, e.UpdateState("status", "done")
+	return processed, status.Set(e, "done")
 }
 
 // printLedger prints every change of e, oldest first.
