@@ -226,7 +226,7 @@ func (d *delivery) emit(e *Entanglement, c StateChange) {
 		d.mirror = nil
 		d.mirrorOK.Store(false)
 	}
-	if f := e.cfg.onChange; f != nil && e.life.Load() == lifeOpen { // OnStateChange may have closed it
+	if f := e.cfg.onChange; f != nil && !e.ended() { // OnStateChange may have closed it
 		e.safely("OnChange", func() { f(c) })
 	}
 }

@@ -48,9 +48,13 @@ type Entanglement struct {
 	cfg    entConfig
 	ledger Ledger
 
-	life    atomic.Int32  // lifeOpen, lifeClosed or lifeExpired
-	done    chan struct{} // closed on Close or expiry
-	lastMod atomic.Int64  // Unix nanoseconds of the last change, for the reaper
+	life atomic.Int32  // lifeOpen, lifeReaping, lifeClosed or lifeExpired
+	done chan struct{} // closed on Close or expiry
+	// lastMod and updating are the reaper's view of the activity; with
+	// no TTL nothing reads them, and updates leave them alone. See
+	// reaper.go for the protocol.
+	lastMod  atomic.Int64 // Unix nanoseconds of the newest acknowledged change
+	updating atomic.Int64 // updates between enterUpdate and leaveUpdate
 
 	onStateChange atomic.Pointer[func(oldState, newState map[string]any)]
 	// field is the OnStateChange field as the last update saw it, kept on
@@ -77,7 +81,17 @@ const (
 	lifeOpen int32 = iota
 	lifeClosed
 	lifeExpired
+	// lifeReaping: the reaper, holding lifeMu, decides whether the TTL
+	// has run out. The entanglement is open meanwhile, except that an
+	// update waits for the decision before it appends (see reaper.go).
+	lifeReaping
 )
+
+// ended reports whether the entanglement was closed or has expired.
+func (e *Entanglement) ended() bool {
+	l := e.life.Load()
+	return l == lifeClosed || l == lifeExpired
+}
 
 // NewEntanglement returns an entanglement named id, listing jobs, that
 // expires ttl after its last change (never, if ttl ≤ 0). Its ledger is a new
@@ -241,7 +255,15 @@ func (e *Entanglement) apply(m Mutation) error {
 	} else {
 		e.delivery.skip()
 	}
+	if e.ttl > 0 {
+		if err := e.enterUpdate(); err != nil {
+			return err
+		}
+	}
 	c, err := e.ledger.Append(context.Background(), m)
+	if e.ttl > 0 {
+		e.leaveUpdate(c, err)
+	}
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			if uerr := e.usable(); uerr != nil {
@@ -250,7 +272,6 @@ func (e *Entanglement) apply(m Mutation) error {
 		}
 		return fmt.Errorf("qpool: entanglement %q: update %q: %w", e.id, m.Key, err)
 	}
-	e.lastMod.Store(c.Timestamp.UnixNano())
 	e.retain(c.Sequence + 1)
 	if hooked {
 		e.delivery.deliver(e, c)
@@ -367,14 +388,20 @@ func (e *Entanglement) Close() error {
 func (e *Entanglement) end(to int32) bool {
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
-	if !e.life.CompareAndSwap(lifeOpen, to) {
+	if e.life.Load() != lifeOpen { // lifeReaping is never seen under lifeMu
 		return false
 	}
+	e.finish(to)
+	return true
+}
+
+// finish moves the entanglement, open, to to. lifeMu must be held.
+func (e *Entanglement) finish(to int32) {
+	e.life.Store(to)
 	if e.reaper != nil && e.reaper.Stop() {
 		e.wg.Done() // the armed run that will not happen
 	}
 	close(e.done)
-	return true
 }
 
 type entanglementKey struct{}

@@ -51,11 +51,11 @@ func (e *Entanglement) waitFollower() {
 // Close never waits for them.
 func (e *Entanglement) enterCallbacks(follower bool) bool {
 	if !follower {
-		return e.life.Load() == lifeOpen
+		return !e.ended()
 	}
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
-	e.following = e.life.Load() == lifeOpen
+	e.following = !e.ended()
 	return e.following
 }
 
