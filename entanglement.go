@@ -75,6 +75,9 @@ type Entanglement struct {
 	shared     bool          // other processes append to the ledger
 	followDone chan struct{} // closed when the follower ends; nil without one
 	following  bool          // the follower runs callbacks; guarded by lifeMu
+	// hookDone is closed when the OnExpire hook has returned; made, under
+	// lifeMu, when the entanglement expires with a hook to run.
+	hookDone chan struct{}
 }
 
 const (
@@ -94,7 +97,10 @@ func (e *Entanglement) ended() bool {
 }
 
 // NewEntanglement returns an entanglement named id, listing jobs, that
-// expires ttl after its last change (never, if ttl ≤ 0). Its ledger is a new
+// expires ttl after its last change (never, if ttl ≤ 0). An update that
+// returns nil counts: expiry comes no earlier than ttl after its change.
+// An update racing expiry returns nil on those terms or [ErrExpired],
+// never nil for a change that expiry drops. Its ledger is a new
 // [MemoryLedger] unless opts give one with [WithLedger]; NewEntanglement
 // cannot fail, so a ledger that needs opening belongs with
 // [OpenEntanglement].
@@ -367,20 +373,53 @@ func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
 // goroutines the entanglement started. Later updates fail with [ErrClosed].
 // Close is idempotent; it returns the ledger's Close error.
 //
-// Callbacks may call Close. So that it never waits for itself, Close does
-// not wait for an OnExpire hook in progress, nor for the follower of a
-// shared ledger while it runs a change's callbacks; it ends once they
-// return. Other callbacks run on updaters' goroutines, which Close does not
-// wait for either. No callback starts after the entanglement has ended, so
-// a change not yet delivered then is never delivered.
+// No callback starts once the entanglement has ended, so a change not yet
+// delivered then is never delivered; and Close waits for the callbacks
+// already under way (OnStateChange, OnChange, OnExpire, on whatever
+// goroutine) to return. So after Close returns no callback of any kind
+// runs or starts, and what the callbacks use may be released.
+//
+// Callbacks may call Close. So that it never waits for itself, Close
+// called from inside a callback (of this entanglement or any other) does
+// not wait for callbacks under way, nor for the follower of a shared
+// ledger while it runs a change's callbacks; they end once they return. A
+// callback must therefore not wait for another goroutine that calls Close.
 func (e *Entanglement) Close() error {
 	var err error
 	if e.end(lifeClosed) {
 		err = e.ledger.Close()
 	}
 	e.wg.Wait()
+	e.waitCallbacks()
 	e.waitFollower()
 	return err
+}
+
+// waitCallbacks waits for the callbacks under way when the entanglement
+// ended to return: the deliverer's and the OnExpire hook. No other can
+// start by then (see delivery). It does not wait when its caller is inside
+// a callback, which may be one of those.
+func (e *Entanglement) waitCallbacks() {
+	delivering := e.delivery.busy()
+	e.lifeMu.Lock()
+	hook := e.hookDone
+	e.lifeMu.Unlock()
+	if hook != nil {
+		select {
+		case <-hook:
+			hook = nil
+		default:
+		}
+	}
+	if (delivering == nil && hook == nil) || inCallback() {
+		return
+	}
+	if delivering != nil {
+		<-delivering
+	}
+	if hook != nil {
+		<-hook
+	}
 }
 
 // end moves the entanglement out of lifeOpen to to, once, and wakes every
@@ -398,6 +437,9 @@ func (e *Entanglement) end(to int32) bool {
 // finish moves the entanglement, open, to to. lifeMu must be held.
 func (e *Entanglement) finish(to int32) {
 	e.life.Store(to)
+	if to == lifeExpired && e.cfg.onExpire != nil {
+		e.hookDone = make(chan struct{}) // release closes it
+	}
 	if e.reaper != nil && e.reaper.Stop() {
 		e.wg.Done() // the armed run that will not happen
 	}

@@ -161,6 +161,7 @@ func (e *Entanglement) release(released func()) {
 	released()
 	if f := e.cfg.onExpire; f != nil {
 		e.safely("OnExpire", func() { f(e.id) })
+		close(e.hookDone) // made by finish, under lifeMu, before release ran
 	}
 }
 
