@@ -220,7 +220,7 @@ func (d *delivery) undelivered(before uint64) uint64 {
 // needs no read of the ledger.
 func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uint64 {
 	if own != nil && from == own.Sequence && to == from+1 {
-		if e.enterCallbacks(false) {
+		if e.enterCallbacks(false) { // this path too: see the invariant on delivery
 			d.emit(e, *own)
 		}
 		return to
