@@ -3,6 +3,8 @@ package qpool
 import (
 	"context"
 	"maps"
+	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -18,14 +20,29 @@ import (
 // callback set or cleared while other goroutines update may miss the
 // changes recorded during the switch, but never sees one twice or out of
 // order.
+//
+// The end of the entanglement. Invariant: a change callback starts only on
+// the deliverer (the goroutine that set delivering), only after a check,
+// made while it is the deliverer, that the entanglement has not ended
+// (enterCallbacks, before each change, on every path: the own-change fast
+// path included); and when Close returns, no deliverer that could have
+// passed that check is still running, unless Close was called from a
+// callback. Close ends the entanglement (life, under lifeMu) before it
+// looks at delivering under mu (busy): a deliverer that set delivering
+// after that look took mu after Close's end and sees the entanglement
+// ended; one that had set it before, Close waits for (idle). Who may break
+// it: a callback run outside deliverTo or without enterCallbacks, a
+// deliverer that clears delivering without closing idle, or a check made
+// before becoming the deliverer.
 type delivery struct {
 	live     atomic.Bool // next is valid: no update went undelivered since
 	mirrorOK atomic.Bool // mirror is valid, for OnStateChange
 
-	mu         sync.Mutex // guards the fields below, not the callbacks
-	delivering bool       // a deliverer is draining
-	next       uint64     // sequence of the next change to deliver
-	target     uint64     // deliver every change below this
+	mu         sync.Mutex    // guards the fields below, not the callbacks
+	delivering bool          // a deliverer is draining
+	idle       chan struct{} // closed when the deliverer stops; made by busy
+	next       uint64        // sequence of the next change to deliver
+	target     uint64        // deliver every change below this
 
 	// mirror is the state before change mirrorSeq. It is private: each
 	// OnStateChange call gets two fresh copies, so a callback that keeps or
@@ -156,7 +173,25 @@ func (d *delivery) deliverTo(e *Entanglement, target uint64, own *StateChange) {
 		d.next = next
 	}
 	d.delivering = false
+	if d.idle != nil { // Close waits for this deliverer
+		close(d.idle)
+		d.idle = nil
+	}
 	d.mu.Unlock()
+}
+
+// busy returns a channel that is closed when the current deliverer stops,
+// or nil when none runs.
+func (d *delivery) busy() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.delivering {
+		return nil
+	}
+	if d.idle == nil {
+		d.idle = make(chan struct{})
+	}
+	return d.idle
 }
 
 // mirrorFor takes the mirror that OnStateChange needs, if it has none. The
@@ -185,7 +220,9 @@ func (d *delivery) undelivered(before uint64) uint64 {
 // needs no read of the ledger.
 func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uint64 {
 	if own != nil && from == own.Sequence && to == from+1 {
-		d.emit(e, *own)
+		if e.enterCallbacks(false) { // this path too: see the invariant on delivery
+			d.emit(e, *own)
+		}
 		return to
 	}
 	changes, err := e.ledger.Read(context.Background(), from, int(to-from))
@@ -226,13 +263,14 @@ func (d *delivery) emit(e *Entanglement, c StateChange) {
 		d.mirror = nil
 		d.mirrorOK.Store(false)
 	}
-	if f := e.cfg.onChange; f != nil && e.life.Load() == lifeOpen { // OnStateChange may have closed it
+	if f := e.cfg.onChange; f != nil && !e.ended() { // OnStateChange may have closed it
 		e.safely("OnChange", func() { f(c) })
 	}
 }
 
 // safely runs a callback, recovering and logging a panic so that the
-// entanglement keeps working.
+// entanglement keeps working. Every callback runs under it: inCallback
+// looks for its frame.
 func (e *Entanglement) safely(name string, fn func()) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -241,4 +279,33 @@ func (e *Entanglement) safely(name string, fn func()) {
 		}
 	}()
 	fn()
+}
+
+// callbackRunner is the name of the function every callback runs under.
+var callbackRunner = runtime.FuncForPC(reflect.ValueOf((*Entanglement).safely).Pointer()).Name()
+
+// inCallback reports whether the calling goroutine is running a callback
+// of some entanglement: Close must not wait for callbacks then, since it
+// may be called from one of them. Go has no goroutine identity to ask, so
+// it looks for the runner in the caller's stack; only Close calls it, and
+// only when there is something to wait for.
+func inCallback() bool {
+	pcs := make([]uintptr, 64)
+	for {
+		n := runtime.Callers(2, pcs)
+		frames := runtime.CallersFrames(pcs[:n])
+		for {
+			f, more := frames.Next()
+			if f.Function == callbackRunner {
+				return true
+			}
+			if !more {
+				break
+			}
+		}
+		if n < len(pcs) {
+			return false
+		}
+		pcs = make([]uintptr, 2*len(pcs)) // the stack may go deeper
+	}
 }

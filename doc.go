@@ -59,8 +59,9 @@
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close*
 //	follower              opening on a SharedLedger      Close, expiry                      Entanglement.Close*
 //
-// (*) except while it runs a callback (OnExpire; a remote change's
-// callbacks), which may itself call Close: it ends when that returns.
+// (*) Close waits for it, callbacks included, unless Close is called from
+// a callback (OnExpire; a remote change's callbacks), which may be this
+// goroutine's: it then ends when that callback returns.
 //
 // An idle pool holds no goroutines once [WithIdleTimeout] has passed twice.
 //

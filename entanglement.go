@@ -48,9 +48,13 @@ type Entanglement struct {
 	cfg    entConfig
 	ledger Ledger
 
-	life    atomic.Int32  // lifeOpen, lifeClosed or lifeExpired
-	done    chan struct{} // closed on Close or expiry
-	lastMod atomic.Int64  // Unix nanoseconds of the last change, for the reaper
+	life atomic.Int32  // lifeOpen, lifeReaping, lifeClosed or lifeExpired
+	done chan struct{} // closed on Close or expiry
+	// lastMod and updating are the reaper's view of the activity; with
+	// no TTL nothing reads them, and updates leave them alone. See
+	// reaper.go for the protocol.
+	lastMod  atomic.Int64 // Unix nanoseconds of the newest acknowledged change
+	updating atomic.Int64 // updates between enterUpdate and leaveUpdate
 
 	onStateChange atomic.Pointer[func(oldState, newState map[string]any)]
 	// field is the OnStateChange field as the last update saw it, kept on
@@ -71,16 +75,32 @@ type Entanglement struct {
 	shared     bool          // other processes append to the ledger
 	followDone chan struct{} // closed when the follower ends; nil without one
 	following  bool          // the follower runs callbacks; guarded by lifeMu
+	// hookDone is closed when the OnExpire hook has returned; made, under
+	// lifeMu, when the entanglement expires with a hook to run.
+	hookDone chan struct{}
 }
 
 const (
 	lifeOpen int32 = iota
 	lifeClosed
 	lifeExpired
+	// lifeReaping: the reaper, holding lifeMu, decides whether the TTL
+	// has run out. The entanglement is open meanwhile, except that an
+	// update waits for the decision before it appends (see reaper.go).
+	lifeReaping
 )
 
+// ended reports whether the entanglement was closed or has expired.
+func (e *Entanglement) ended() bool {
+	l := e.life.Load()
+	return l == lifeClosed || l == lifeExpired
+}
+
 // NewEntanglement returns an entanglement named id, listing jobs, that
-// expires ttl after its last change (never, if ttl ≤ 0). Its ledger is a new
+// expires ttl after its last change (never, if ttl ≤ 0). An update that
+// returns nil counts: expiry comes no earlier than ttl after its change.
+// An update racing expiry returns nil on those terms or [ErrExpired],
+// never nil for a change that expiry drops. Its ledger is a new
 // [MemoryLedger] unless opts give one with [WithLedger]; NewEntanglement
 // cannot fail, so a ledger that needs opening belongs with
 // [OpenEntanglement].
@@ -255,7 +275,15 @@ func (e *Entanglement) apply(m Mutation) error {
 	} else {
 		e.delivery.skip()
 	}
+	if e.ttl > 0 {
+		if err := e.enterUpdate(); err != nil {
+			return err
+		}
+	}
 	c, err := e.ledger.Append(context.Background(), m)
+	if e.ttl > 0 {
+		e.leaveUpdate(c, err)
+	}
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
 			if uerr := e.usable(); uerr != nil {
@@ -264,7 +292,6 @@ func (e *Entanglement) apply(m Mutation) error {
 		}
 		return fmt.Errorf("qpool: entanglement %q: update %q: %w", e.id, m.Key, err)
 	}
-	e.lastMod.Store(c.Timestamp.UnixNano())
 	e.retain(c.Sequence + 1)
 	if hooked {
 		e.delivery.deliver(e, c)
@@ -366,20 +393,53 @@ func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
 // goroutines the entanglement started. Later updates fail with [ErrClosed].
 // Close is idempotent; it returns the ledger's Close error.
 //
-// Callbacks may call Close. So that it never waits for itself, Close does
-// not wait for an OnExpire hook in progress, nor for the follower of a
-// shared ledger while it runs a change's callbacks; it ends once they
-// return. Other callbacks run on updaters' goroutines, which Close does not
-// wait for either. No callback starts after the entanglement has ended, so
-// a change not yet delivered then is never delivered.
+// No callback starts once the entanglement has ended, so a change not yet
+// delivered then is never delivered; and Close waits for the callbacks
+// already under way (OnStateChange, OnChange, OnExpire, on whatever
+// goroutine) to return. So after Close returns no callback of any kind
+// runs or starts, and what the callbacks use may be released.
+//
+// Callbacks may call Close. So that it never waits for itself, Close
+// called from inside a callback (of this entanglement or any other) does
+// not wait for callbacks under way, nor for the follower of a shared
+// ledger while it runs a change's callbacks; they end once they return. A
+// callback must therefore not wait for another goroutine that calls Close.
 func (e *Entanglement) Close() error {
 	var err error
 	if e.end(lifeClosed) {
 		err = e.ledger.Close()
 	}
 	e.wg.Wait()
+	e.waitCallbacks()
 	e.waitFollower()
 	return err
+}
+
+// waitCallbacks waits for the callbacks under way when the entanglement
+// ended to return: the deliverer's and the OnExpire hook. No other can
+// start by then (see delivery). It does not wait when its caller is inside
+// a callback, which may be one of those.
+func (e *Entanglement) waitCallbacks() {
+	delivering := e.delivery.busy()
+	e.lifeMu.Lock()
+	hook := e.hookDone
+	e.lifeMu.Unlock()
+	if hook != nil {
+		select {
+		case <-hook:
+			hook = nil
+		default:
+		}
+	}
+	if (delivering == nil && hook == nil) || inCallback() {
+		return
+	}
+	if delivering != nil {
+		<-delivering
+	}
+	if hook != nil {
+		<-hook
+	}
 }
 
 // end moves the entanglement out of lifeOpen to to, once, and wakes every
@@ -387,14 +447,23 @@ func (e *Entanglement) Close() error {
 func (e *Entanglement) end(to int32) bool {
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
-	if !e.life.CompareAndSwap(lifeOpen, to) {
+	if e.life.Load() != lifeOpen { // lifeReaping is never seen under lifeMu
 		return false
+	}
+	e.finish(to)
+	return true
+}
+
+// finish moves the entanglement, open, to to. lifeMu must be held.
+func (e *Entanglement) finish(to int32) {
+	e.life.Store(to)
+	if to == lifeExpired && e.cfg.onExpire != nil {
+		e.hookDone = make(chan struct{}) // release closes it
 	}
 	if e.reaper != nil && e.reaper.Stop() {
 		e.wg.Done() // the armed run that will not happen
 	}
 	close(e.done)
-	return true
 }
 
 type entanglementKey struct{}

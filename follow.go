@@ -45,17 +45,20 @@ func (e *Entanglement) waitFollower() {
 }
 
 // enterCallbacks reports whether a change's callbacks may run: not once
-// the entanglement has ended. On the follower it also marks them running,
-// under lifeMu, which end takes too, so that Close knows whether its
-// caller may be one of them. Updaters' goroutines are the user's, and
-// Close never waits for them.
+// the entanglement has ended (lifeReaping is not an end). Only the
+// deliverer calls it, before each change: see the invariant on delivery,
+// by which Close waits for the callbacks it lets through. On the follower
+// it also marks them running, under lifeMu, which end takes too, so that
+// Close knows whether its caller may be the follower, which it must then
+// not wait for. Updaters' goroutines are the user's: Close waits for
+// their callbacks, never for the goroutines.
 func (e *Entanglement) enterCallbacks(follower bool) bool {
 	if !follower {
-		return e.life.Load() == lifeOpen
+		return !e.ended()
 	}
 	e.lifeMu.Lock()
 	defer e.lifeMu.Unlock()
-	e.following = e.life.Load() == lifeOpen
+	e.following = !e.ended()
 	return e.following
 }
 
