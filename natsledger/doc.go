@@ -44,5 +44,15 @@
 // server may have stored it and the acknowledgement been lost. Append
 // retries with the same message ID inside its timeout, so a retry is stored
 // once; after the timeout the outcome is unknown until the replica shows
-// it. Durability is the stream's: see docs/distributed.md.
+// it, and the error is an [*UnconfirmedError]: its Retry publishes the
+// change again under the same message ID, so that it is stored once
+// (within the stream's duplicate window), where calling UpdateState again
+// could store it twice. Durability is the stream's: see
+// docs/distributed.md.
+//
+// Reads that reach the stream (history older than the replica's cache)
+// fail with [ErrUnavailable] while the server is unreachable: use
+// qpool's Entanglement.History, which reports the error, rather than
+// GetStateHistory, which returns nil then. Entanglement.Watch retries such
+// reads until the server answers.
 package natsledger
