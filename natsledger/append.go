@@ -107,6 +107,13 @@ type UnconfirmedError struct {
 	MsgID string
 	// Mutation is the change as the ledger was asked to record it.
 	Mutation qpool.Mutation
+	// Stored reports that JetStream acknowledged the change, so it is
+	// recorded, at Sequence, but this process's replica had not applied
+	// it when the time ran out (its feed was being recreated, say), so
+	// GetState would not have shown it. Retry then only waits for the
+	// replica.
+	Stored   bool
+	Sequence uint64
 
 	l   *Ledger
 	err error // wraps ErrUnavailable and the cause
@@ -215,6 +222,13 @@ func (l *Ledger) unacknowledged(ctx context.Context, msg *nats.Msg, id string, w
 
 // attempt publishes msg once and waits for the replica to apply it. It
 // returns the stream sequence and the server's timestamp.
+//
+// Every feedStall it checks whether JetStream acknowledged the message
+// (which stores it) while the replica still has not applied it, and
+// reports that to stalled, which recreates a feed that makes no progress:
+// its consumer's server may have died. The append keeps waiting for its
+// message within its time; it never succeeds on the acknowledgement
+// alone, since this process would not read its own write.
 func (l *Ledger) attempt(ctx context.Context, msg *nats.Msg, opts []jetstream.PublishOpt, w *own) (uint64, int64, error) {
 	msg.Reply = "" // set afresh by each asynchronous publish
 	fut, err := l.js.PublishMsgAsync(msg, opts...)
@@ -222,48 +236,98 @@ func (l *Ledger) attempt(ctx context.Context, msg *nats.Msg, opts []jetstream.Pu
 		return 0, 0, err
 	}
 	// Only a retry's message can have been applied before w was
-	// registered, so only a retry needs the acknowledgement: a fresh
-	// append waits for its message alone, one wake-up instead of two.
+	// registered, so only a retry needs the acknowledgement at once: a
+	// fresh append waits for its message alone, one wake-up instead of
+	// two, and looks at the acknowledgement only when it is slow.
 	var acked <-chan *jetstream.PubAck
 	if w.retry {
 		acked = fut.Ok()
 	}
-	select {
-	case <-w.done:
-		return w.seq, w.nanos, w.err
-	case ack := <-acked:
-		return l.acknowledged(ctx, fut, w, ack.Sequence)
-	case err := <-fut.Err():
-		return 0, 0, err
-	case <-ctx.Done():
-		return l.behind(ctx, fut)
-	}
-}
-
-// acknowledged waits, once JetStream acknowledged a retried append at
-// stream sequence seq, for the replica to apply it. The replica completes w when
-// it applies the message, if w was registered before; only a retry's
-// message can have been applied earlier (its acknowledgement is then a
-// duplicate's, naming the first copy's sequence), and the replica then
-// already holds seq.
-func (l *Ledger) acknowledged(ctx context.Context, fut jetstream.PubAckFuture, w *own, seq uint64) (uint64, int64, error) {
-	l.mu.Lock()
-	before := l.applied >= seq
-	l.mu.Unlock()
-	if before {
+	stall := time.NewTimer(feedStall)
+	defer stall.Stop()
+	var seq uint64 // the acknowledged stream sequence, once known
+	for {
 		select {
 		case <-w.done:
 			return w.seq, w.nanos, w.err
-		default:
-			return seq, l.timestamp(ctx, seq), nil
+		case ack := <-acked:
+			acked, seq = nil, ack.Sequence
+			if l.appliedBefore(w, seq) {
+				return seq, l.timestamp(ctx, seq), nil
+			}
+		case err := <-fut.Err():
+			return 0, 0, err
+		case <-stall.C:
+			if seq == 0 {
+				seq = ackedSeq(fut)
+			}
+			if seq != 0 {
+				l.stalled(seq)
+			}
+			stall.Reset(feedStall)
+		case <-ctx.Done():
+			return l.behind(ctx, fut, w, seq)
 		}
+	}
+}
+
+// ackedSeq returns the stream sequence JetStream acknowledged fut with,
+// or 0 if it has not.
+func ackedSeq(fut jetstream.PubAckFuture) uint64 {
+	select {
+	case ack := <-fut.Ok():
+		return ack.Sequence
+	default:
+		return 0
+	}
+}
+
+// appliedBefore reports whether the replica applied stream sequence seq,
+// which carries w's message, without completing w: a retry whose message
+// was applied before the retry registered w. (When w was registered
+// first, apply completes it in the same critical section in which it
+// moves applied past seq.)
+func (l *Ledger) appliedBefore(w *own, seq uint64) bool {
+	l.mu.Lock()
+	applied := l.applied >= seq
+	l.mu.Unlock()
+	if !applied {
+		return false
 	}
 	select {
 	case <-w.done:
-		return w.seq, w.nanos, w.err
-	case <-ctx.Done():
-		return l.behind(ctx, fut)
+		return false // completed: the caller's next select returns it
+	default:
+		return true
 	}
+}
+
+// errReplicaBehind is a change JetStream stored (acknowledged at stream
+// sequence seq) that the replica had not applied when the time ran out.
+type errReplicaBehind struct{ seq uint64 }
+
+func (e *errReplicaBehind) Error() string {
+	return fmt.Sprintf("stored at stream sequence %d, but the local replica has not applied it", e.seq)
+}
+
+// behind handles an append whose time ran out. If JetStream acknowledged
+// it, it is stored, but the replica has not applied it: the append fails
+// all the same, with an error that says so, since GetState in this
+// process would not show the change.
+func (l *Ledger) behind(ctx context.Context, fut jetstream.PubAckFuture, w *own, seq uint64) (uint64, int64, error) {
+	select {
+	case <-w.done: // applied at the last moment
+		return w.seq, w.nanos, w.err
+	default:
+	}
+	if seq == 0 {
+		seq = ackedSeq(fut)
+	}
+	if seq != 0 {
+		l.logger().Warn("natsledger: change stored but replica behind", "stream", l.stream, "sequence", seq-1)
+		return 0, 0, &errReplicaBehind{seq: seq}
+	}
+	return 0, 0, context.Cause(ctx)
 }
 
 // timestamp returns the server's timestamp of the message at stream
@@ -284,20 +348,6 @@ func (l *Ledger) timestamp(ctx context.Context, seq uint64) int64 {
 		return time.Now().UnixNano()
 	}
 	return h[0].Timestamp.UnixNano()
-}
-
-// behind handles an append whose time ran out: if JetStream acknowledged
-// it, it is stored, so a replica that did not catch up in time does not
-// fail it (the change is returned with the acknowledgement's sequence and
-// the local time). Otherwise the outcome is unknown.
-func (l *Ledger) behind(ctx context.Context, fut jetstream.PubAckFuture) (uint64, int64, error) {
-	select {
-	case ack := <-fut.Ok():
-		l.logger().Warn("natsledger: change recorded but replica behind", "stream", l.stream, "sequence", ack.Sequence-1)
-		return ack.Sequence, time.Now().UnixNano(), nil
-	default:
-		return 0, 0, context.Cause(ctx)
-	}
 }
 
 // retryable reports whether a publish may succeed if sent again: the
@@ -359,5 +409,10 @@ func (l *Ledger) unavailable(ctx context.Context, id string, m qpool.Mutation, e
 	} else {
 		err = fmt.Errorf("natsledger: append %q to stream %s: %w: %w", m.Key, l.stream, ErrUnavailable, err)
 	}
-	return &UnconfirmedError{MsgID: id, Mutation: m, l: l, err: err}
+	u := &UnconfirmedError{MsgID: id, Mutation: m, l: l, err: err}
+	var behind *errReplicaBehind
+	if errors.As(err, &behind) {
+		u.Stored, u.Sequence = true, behind.seq-1
+	}
+	return u
 }
