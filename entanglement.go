@@ -187,8 +187,13 @@ func (e *Entanglement) ID() string { return e.id }
 
 // UpdateState sets key to value and records the change. It returns
 // [ErrInvalidKey] for an empty key, [ErrClosed] after Close, [ErrExpired]
-// after the TTL ran out, or the ledger's error; in every error case nothing
-// is recorded. The value is stored as given, not copied (see
+// after the TTL ran out, or the ledger's error. On error nothing is
+// recorded, with one exception that [Ledger.Append] allows: a ledger on a
+// remote store that lost the store's answer (natsledger's ErrUnavailable
+// and *natsledger.UnconfirmedError) may have recorded the change; if so it
+// appears in the state and history, and reaches the callbacks, like
+// another process's change, and the ledger's error offers a retry that
+// does not record it twice. The value is stored as given, not copied (see
 // [WithValueCopy]).
 //
 // Only the in-memory ledger hands the value back as given. A ledger that
@@ -346,6 +351,10 @@ func (e *Entanglement) Snapshot() map[string]any {
 // history, a sequence past the end gives none. With [WithRetention], changes
 // older than the retained ones are gone, and the first change returned has
 // a Sequence above since. After Close or expiry the history is empty.
+//
+// If the ledger cannot be read (natsledger while its server is
+// unreachable and since is older than its cache), GetStateHistory returns
+// nil, as for no history: use [Entanglement.History] to learn the error.
 func (e *Entanglement) GetStateHistory(since uint64) []StateChange {
 	h, err := e.ledger.Read(context.Background(), since, 0)
 	if err != nil {

@@ -53,6 +53,14 @@ type Ledger interface {
 	// or nothing. It returns the change as recorded (Value as Get would
 	// return it). After Close or Drop it returns an error wrapping
 	// [ErrClosed].
+	//
+	// On error nothing is recorded, with one exception: a ledger on a
+	// remote store may lose the store's answer (a lost acknowledgement)
+	// and so not know whether the change was recorded. Its error must
+	// then say that the outcome is unknown, and should let the caller
+	// retry without recording the change twice. If the change was
+	// recorded, it appears in Get, Read, Bounds and Changed like a change
+	// another process made.
 	Append(ctx context.Context, m Mutation) (StateChange, error)
 
 	// Get returns key's current value. revision identifies the change that
@@ -68,7 +76,8 @@ type Ledger interface {
 	// Read returns up to limit changes (all, if limit ≤ 0) with sequence
 	// at least since, oldest first, in a slice the caller owns. Changes
 	// removed by Compact are skipped: the first one returned may then have
-	// a sequence above since.
+	// a sequence above since. An error means the history could not be
+	// read (a remote store is unreachable), never that it is empty.
 	Read(ctx context.Context, since uint64, limit int) ([]StateChange, error)
 
 	// Bounds returns the oldest sequence Read can still return and the

@@ -1,9 +1,22 @@
 package qpool
 
-import "context"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
 
 // watchBatch is how many changes a watch reads from the ledger at a time.
 const watchBatch = 256
+
+// A watch whose ledger read fails (a distributed ledger's server is
+// unreachable) tries again after watchRetryMin, doubling up to
+// watchRetryMax, until the ledger answers.
+const (
+	watchRetryMin = 20 * time.Millisecond
+	watchRetryMax = time.Second
+)
 
 // Watch returns a channel that yields every change with Sequence at least
 // since, oldest first, then every later change as it is recorded: none
@@ -15,6 +28,11 @@ const watchBatch = 256
 // that falls behind the retained history skips to the oldest retained
 // change, which the reader sees as a jump in Sequence. Watch on an ended
 // entanglement returns a closed channel.
+//
+// A ledger that cannot be read for a while (natsledger while its server is
+// unreachable) delays the watch but does not end it: the watch reads again,
+// backing off up to a second between attempts, and resumes where it was
+// once the ledger answers.
 func (e *Entanglement) Watch(ctx context.Context, since uint64) <-chan StateChange {
 	if ctx == nil {
 		ctx = context.Background()
@@ -44,15 +62,23 @@ func (e *Entanglement) goOwned(fn func()) bool {
 }
 
 // feed copies the ledger from since to ch until ctx ends or the
-// entanglement does.
+// entanglement does. A failed read is retried: the watch closes only when
+// ctx ends, on Close or on expiry, never because the ledger was
+// unreachable for a while.
 func (e *Entanglement) feed(ctx context.Context, since uint64, ch chan<- StateChange) {
 	defer close(ch)
+	retry := watchRetryMin
 	for {
 		changed := e.ledger.Changed()
 		batch, err := e.ledger.Read(ctx, since, watchBatch)
 		if err != nil {
-			return
+			if !e.pause(ctx, retry, errors.Is(err, ErrClosed)) {
+				return
+			}
+			retry = min(2*retry, watchRetryMax)
+			continue
 		}
+		retry = watchRetryMin
 		for _, c := range batch {
 			select {
 			case ch <- c:
@@ -74,6 +100,51 @@ func (e *Entanglement) feed(ctx context.Context, since uint64, ch chan<- StateCh
 			return
 		}
 	}
+}
+
+// pause waits d after a failed read, or, for a ledger that was closed
+// under the entanglement and will never answer again, until the
+// entanglement ends. It reports false once ctx or the entanglement has
+// ended.
+func (e *Entanglement) pause(ctx context.Context, d time.Duration, forever bool) bool {
+	var wake <-chan time.Time
+	if !forever {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		wake = t.C
+	}
+	select {
+	case <-wake:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-e.done:
+		return false
+	}
+}
+
+// History returns every recorded change whose Sequence is at least since,
+// oldest first, in a slice the caller owns, as GetStateHistory does, but
+// reports a read that failed instead of returning no history: the error
+// wraps [ErrClosed] or [ErrExpired] once the entanglement has ended,
+// ctx's cause if ctx ended first, or the ledger's error (natsledger's
+// ErrUnavailable while its server is unreachable). A nil error with an
+// empty slice means there is no change at or after since.
+func (e *Entanglement) History(ctx context.Context, since uint64) ([]StateChange, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := e.usable(); err != nil {
+		return nil, err
+	}
+	h, err := e.ledger.Read(ctx, since, 0)
+	if err != nil {
+		if uerr := e.usable(); uerr != nil && errors.Is(err, ErrClosed) {
+			return nil, uerr // ended during the read
+		}
+		return nil, fmt.Errorf("qpool: entanglement %q: history from %d: %w", e.id, since, err)
+	}
+	return h, nil
 }
 
 // Await blocks until key exists and returns its value. It returns ctx's

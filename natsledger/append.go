@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sort"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,28 +31,37 @@ const fastWait = 250 * time.Millisecond
 // key's last stream sequence; a mismatch returns an error wrapping
 // qpool.ErrConflict after the replica has caught up with the key. Errors:
 // qpool.ErrClosed after Close, the codec's error for a value it cannot
-// encode, and [ErrUnavailable] when the server does not answer within the
-// timeout. Nothing is recorded on error, except that an [ErrUnavailable]
-// may hide a lost acknowledgement (see the package Caveats).
+// encode, and [ErrUnavailable] when the change is not confirmed within
+// the timeout. Nothing is recorded on error, except that an
+// [ErrUnavailable] may hide a lost acknowledgement: every such error is an
+// [*UnconfirmedError], whose Retry stores the change at most once.
 func (l *Ledger) Append(ctx context.Context, m qpool.Mutation) (qpool.StateChange, error) {
+	return l.append(ctx, nuid.Next(), m, true)
+}
+
+// append records m under message ID id. A fresh ID was never published,
+// so its first attempt may skip the acknowledgement; a retried one always
+// asks for it, since its message may be stored and applied already, and
+// then only the acknowledgement (a duplicate's) names its sequence.
+func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh bool) (qpool.StateChange, error) {
 	msg, err := l.message(m)
 	if err != nil {
 		return qpool.StateChange{}, fmt.Errorf("natsledger: append %q: encode: %w", m.Key, err)
 	}
-	id := nuid.Next()
 	w, err := l.expect(id)
 	if err != nil {
 		return qpool.StateChange{}, fmt.Errorf("natsledger: append %q: %w", m.Key, err)
 	}
+	w.retry = !fresh
 	defer l.forget(id)
 	deadline := time.Now().Add(l.cfg.timeout)
-	if !m.Guarded { // the fast path needs no context of its own
+	if fresh && !m.Guarded { // the fast path needs no context of its own
 		seq, nanos, done, err := l.unacknowledged(ctx, msg, id, w)
 		if done && err == nil {
 			return l.appended(m, msg, seq, nanos), nil
 		}
 		if done {
-			return qpool.StateChange{}, l.unavailable(ctx, m.Key, err)
+			return qpool.StateChange{}, l.unavailable(ctx, id, m, err)
 		}
 		// Another appender's outbox may still hold msg: retry with a copy.
 		msg = &nats.Msg{Subject: msg.Subject, Data: msg.Data, Header: maps.Clone(msg.Header)}
@@ -64,13 +74,70 @@ func (l *Ledger) Append(ctx context.Context, m qpool.Mutation) (qpool.StateChang
 	}
 	seq, nanos, err := l.publish(ctx, msg, opts, w)
 	if isConflict(err) {
-		l.catchUp(ctx, msg.Subject)
+		if seq, nanos, ours := l.catchUp(ctx, msg.Subject, id); ours {
+			return l.appended(m, msg, seq, nanos), nil
+		}
 		return qpool.StateChange{}, fmt.Errorf("natsledger: append %q: %w: %w", m.Key, qpool.ErrConflict, err)
 	}
 	if err != nil {
-		return qpool.StateChange{}, l.unavailable(ctx, m.Key, err)
+		return qpool.StateChange{}, l.unavailable(ctx, id, m, err)
 	}
 	return l.appended(m, msg, seq, nanos), nil
+}
+
+// UnconfirmedError is the error of an Append (and so of UpdateState,
+// DeleteState or Update on an entanglement) whose change was not confirmed
+// within the ledger's timeout: the server may have stored it and its
+// answer been lost, so the outcome is unknown until the replica shows it.
+// It wraps [ErrUnavailable] and the cause (context.DeadlineExceeded when
+// the time ran out). Find it with errors.As:
+//
+//	var u *natsledger.UnconfirmedError
+//	if errors.As(err, &u) {
+//		_, err = u.Retry(ctx)
+//	}
+//
+// Retry publishes the same change again under the same JetStream message
+// ID (Nats-Msg-Id), so the stream stores it once even if the first attempt
+// was stored, as long as the retry comes within the stream's duplicate
+// window (2 minutes by default, [WithDuplicateWindow]). Publishing the
+// change anew instead (calling UpdateState again) may store it twice.
+type UnconfirmedError struct {
+	// MsgID is the change's message ID, which every retry reuses.
+	MsgID string
+	// Mutation is the change as the ledger was asked to record it.
+	Mutation qpool.Mutation
+	// Stored reports that JetStream acknowledged the change, so it is
+	// recorded, at Sequence, but this process's replica had not applied
+	// it when the time ran out (its feed was being recreated, say), so
+	// GetState would not have shown it. Retry then only waits for the
+	// replica.
+	Stored   bool
+	Sequence uint64
+
+	l   *Ledger
+	err error // wraps ErrUnavailable and the cause
+}
+
+func (e *UnconfirmedError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error, which wraps [ErrUnavailable].
+func (e *UnconfirmedError) Unwrap() error { return e.err }
+
+// Retry records the change once: it publishes it again under the same
+// message ID and returns it as recorded, with the sequence the stream gave
+// it, whether this attempt or an earlier one stored it. The ledger's
+// replica then shows it (read-your-own-writes). It fails as Append does:
+// again with an *UnconfirmedError, for the same message ID, if the change
+// is still not confirmed. A retried guarded mutation (Entanglement.Update)
+// is recognised as stored only while it is still its key's last change;
+// otherwise it fails with qpool.ErrConflict, and Update's read-modify-write
+// must be run again by the caller.
+func (e *UnconfirmedError) Retry(ctx context.Context) (qpool.StateChange, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return e.l.append(ctx, e.MsgID, e.Mutation, false)
 }
 
 // appended returns the change m recorded at stream sequence seq.
@@ -155,34 +222,132 @@ func (l *Ledger) unacknowledged(ctx context.Context, msg *nats.Msg, id string, w
 
 // attempt publishes msg once and waits for the replica to apply it. It
 // returns the stream sequence and the server's timestamp.
+//
+// Every feedStall it checks whether JetStream acknowledged the message
+// (which stores it) while the replica still has not applied it, and
+// reports that to stalled, which recreates a feed that makes no progress:
+// its consumer's server may have died. The append keeps waiting for its
+// message within its time; it never succeeds on the acknowledgement
+// alone, since this process would not read its own write.
 func (l *Ledger) attempt(ctx context.Context, msg *nats.Msg, opts []jetstream.PublishOpt, w *own) (uint64, int64, error) {
 	msg.Reply = "" // set afresh by each asynchronous publish
 	fut, err := l.js.PublishMsgAsync(msg, opts...)
 	if err != nil {
 		return 0, 0, err
 	}
-	select {
-	case <-w.done:
-		return w.seq, w.nanos, w.err
-	case err := <-fut.Err():
-		return 0, 0, err
-	case <-ctx.Done():
-		return l.behind(ctx, fut)
+	// Only a retry's message can have been applied before w was
+	// registered, so only a retry needs the acknowledgement at once: a
+	// fresh append waits for its message alone, one wake-up instead of
+	// two, and looks at the acknowledgement only when it is slow.
+	var acked <-chan *jetstream.PubAck
+	if w.retry {
+		acked = fut.Ok()
+	}
+	stall := time.NewTimer(feedStall)
+	defer stall.Stop()
+	var seq uint64 // the acknowledged stream sequence, once known
+	for {
+		select {
+		case <-w.done:
+			return w.seq, w.nanos, w.err
+		case ack := <-acked:
+			acked, seq = nil, ack.Sequence
+			if l.appliedBefore(w, seq) {
+				return seq, l.timestamp(ctx, seq), nil
+			}
+		case err := <-fut.Err():
+			return 0, 0, err
+		case <-stall.C:
+			if seq == 0 {
+				seq = ackedSeq(fut)
+			}
+			if seq != 0 {
+				l.stalled(seq)
+			}
+			stall.Reset(feedStall)
+		case <-ctx.Done():
+			return l.behind(ctx, fut, w, seq)
+		}
 	}
 }
 
-// behind handles an append whose time ran out: if JetStream acknowledged
-// it, it is stored, so a replica that did not catch up in time does not
-// fail it (the change is returned with the acknowledgement's sequence and
-// the local time). Otherwise the outcome is unknown.
-func (l *Ledger) behind(ctx context.Context, fut jetstream.PubAckFuture) (uint64, int64, error) {
+// ackedSeq returns the stream sequence JetStream acknowledged fut with,
+// or 0 if it has not.
+func ackedSeq(fut jetstream.PubAckFuture) uint64 {
 	select {
 	case ack := <-fut.Ok():
-		l.logger().Warn("natsledger: change recorded but replica behind", "stream", l.stream, "sequence", ack.Sequence-1)
-		return ack.Sequence, time.Now().UnixNano(), nil
+		return ack.Sequence
 	default:
-		return 0, 0, context.Cause(ctx)
+		return 0
 	}
+}
+
+// appliedBefore reports whether the replica applied stream sequence seq,
+// which carries w's message, without completing w: a retry whose message
+// was applied before the retry registered w. (When w was registered
+// first, apply completes it in the same critical section in which it
+// moves applied past seq.)
+func (l *Ledger) appliedBefore(w *own, seq uint64) bool {
+	l.mu.Lock()
+	applied := l.applied >= seq
+	l.mu.Unlock()
+	if !applied {
+		return false
+	}
+	select {
+	case <-w.done:
+		return false // completed: the caller's next select returns it
+	default:
+		return true
+	}
+}
+
+// errReplicaBehind is a change JetStream stored (acknowledged at stream
+// sequence seq) that the replica had not applied when the time ran out.
+type errReplicaBehind struct{ seq uint64 }
+
+func (e *errReplicaBehind) Error() string {
+	return fmt.Sprintf("stored at stream sequence %d, but the local replica has not applied it", e.seq)
+}
+
+// behind handles an append whose time ran out. If JetStream acknowledged
+// it, it is stored, but the replica has not applied it: the append fails
+// all the same, with an error that says so, since GetState in this
+// process would not show the change.
+func (l *Ledger) behind(ctx context.Context, fut jetstream.PubAckFuture, w *own, seq uint64) (uint64, int64, error) {
+	select {
+	case <-w.done: // applied at the last moment
+		return w.seq, w.nanos, w.err
+	default:
+	}
+	if seq == 0 {
+		seq = ackedSeq(fut)
+	}
+	if seq != 0 {
+		l.logger().Warn("natsledger: change stored but replica behind", "stream", l.stream, "sequence", seq-1)
+		return 0, 0, &errReplicaBehind{seq: seq}
+	}
+	return 0, 0, context.Cause(ctx)
+}
+
+// timestamp returns the server's timestamp of the message at stream
+// sequence seq, which the replica has applied: from the cache, or else
+// from the stream; the local time if the stream cannot say (the message
+// was compacted away, or the server went down).
+func (l *Ledger) timestamp(ctx context.Context, seq uint64) int64 {
+	l.mu.Lock()
+	i := sort.Search(len(l.recent), func(i int) bool { return l.recent[i].seq >= seq-1 })
+	if i < len(l.recent) && l.recent[i].seq == seq-1 {
+		nanos := l.recent[i].nanos
+		l.mu.Unlock()
+		return nanos
+	}
+	l.mu.Unlock()
+	h, err := l.readStream(ctx, seq-1, seq, 1)
+	if err != nil || len(h) != 1 || h[0].Sequence != seq-1 {
+		return time.Now().UnixNano()
+	}
+	return h[0].Timestamp.UnixNano()
 }
 
 // retryable reports whether a publish may succeed if sent again: the
@@ -212,26 +377,42 @@ func isConflict(err error) bool {
 }
 
 // catchUp waits until the replica holds the subject's last message, so a
-// retried read-modify-write sees the value that caused the conflict.
-func (l *Ledger) catchUp(ctx context.Context, subject string) {
+// retried read-modify-write sees the value that caused the conflict. If
+// that message carries message ID id, the conflict is the append's own
+// earlier attempt, stored although its answer was lost (the server checks
+// the expected sequence before duplicates): ours is then true, with its
+// stream sequence and timestamp.
+func (l *Ledger) catchUp(ctx context.Context, subject, id string) (seq uint64, nanos int64, ours bool) {
 	last, err := l.st.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
-		return // the retry will conflict again and come back here
+		return 0, 0, false // the retry will conflict again and come back here
 	}
-	_ = l.waitApplied(ctx, last.Sequence)
+	if l.waitApplied(ctx, last.Sequence) != nil || last.Header.Get(jetstream.MsgIDHeader) != id {
+		return 0, 0, false
+	}
+	return last.Sequence, last.Time.UnixNano(), true
 }
 
 // unavailable wraps a publish error that the retries did not overcome.
-func (l *Ledger) unavailable(ctx context.Context, key string, err error) error {
+// When the outcome is unknown, the error is an *UnconfirmedError that can
+// retry the change under its message ID id.
+func (l *Ledger) unavailable(ctx context.Context, id string, m qpool.Mutation, err error) error {
 	if errors.Is(err, qpool.ErrClosed) {
-		return fmt.Errorf("natsledger: append %q: %w", key, err)
+		return fmt.Errorf("natsledger: append %q: %w", m.Key, err)
 	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) || errors.Is(err, nats.ErrMaxPayload) {
-		return fmt.Errorf("natsledger: append %q to stream %s: %w", key, l.stream, err)
+		return fmt.Errorf("natsledger: append %q to stream %s: %w", m.Key, l.stream, err)
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {
-		return fmt.Errorf("natsledger: append %q to stream %s: %w: %w (last error: %w)", key, l.stream, ErrUnavailable, cerr, err)
+		err = fmt.Errorf("natsledger: append %q to stream %s: %w: %w (last error: %w)", m.Key, l.stream, ErrUnavailable, cerr, err)
+	} else {
+		err = fmt.Errorf("natsledger: append %q to stream %s: %w: %w", m.Key, l.stream, ErrUnavailable, err)
 	}
-	return fmt.Errorf("natsledger: append %q to stream %s: %w: %w", key, l.stream, ErrUnavailable, err)
+	u := &UnconfirmedError{MsgID: id, Mutation: m, l: l, err: err}
+	var behind *errReplicaBehind
+	if errors.As(err, &behind) {
+		u.Stored, u.Sequence = true, behind.seq-1
+	}
+	return u
 }

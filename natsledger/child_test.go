@@ -39,7 +39,11 @@ type childChange struct {
 }
 
 func childMain(mode string) int {
-	if err := runChild(mode); err != nil {
+	run := runChild
+	if mode == "server" {
+		run = func(string) error { return runServer() }
+	}
+	if err := run(mode); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}

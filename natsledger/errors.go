@@ -9,7 +9,9 @@ var (
 	// ledger's timeout: the server is down, restarting or unreachable, or
 	// the stream is gone. The error also wraps the last error seen, and
 	// context.DeadlineExceeded when the time ran out. The change may still
-	// have been stored if only its acknowledgement was lost.
+	// have been stored if only its acknowledgement was lost: every Append
+	// error that wraps ErrUnavailable is an [*UnconfirmedError], whose
+	// Retry stores the change at most once.
 	ErrUnavailable = errors.New("natsledger: jetstream unavailable")
 
 	// ErrInvalidConfig is returned by Open for a nil connection or a

@@ -72,11 +72,12 @@ func TestServerDown(t *testing.T) {
 
 	ts.start()
 	var c qpool.StateChange
-	for attempt := 0; ; attempt++ { // until the connection is back; bounded
-		c, err = l.Append(ctx, qpool.Mutation{Key: "k", Value: "after"})
-		if err == nil || attempt == 40 {
-			break
-		}
+	c, err = l.Append(ctx, qpool.Mutation{Key: "k", Value: "after"})
+	for attempt := 0; err != nil && attempt < 40; attempt++ { // until the connection is back
+		// An unconfirmed append may be stored: retry it, not a new one.
+		var u *natsledger.UnconfirmedError
+		require.ErrorAs(t, err, &u)
+		c, err = u.Retry(ctx)
 	}
 	require.NoError(t, err)
 	require.Equal(t, next, c.Sequence, "the failed append left no trace")

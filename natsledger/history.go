@@ -47,7 +47,7 @@ func (l *Ledger) readStream(ctx context.Context, since, next uint64, limit int) 
 		if err != nil {
 			return nil, fmt.Errorf("natsledger: read %q from %d: %w", l.id, since, w.cause(err))
 		}
-		r, pending, err := l.parse(msg)
+		r, md, err := l.parse(msg)
 		if err != nil {
 			return nil, fmt.Errorf("natsledger: read %q: %w", l.id, err)
 		}
@@ -55,7 +55,7 @@ func (l *Ledger) readStream(ctx context.Context, since, next uint64, limit int) 
 			break
 		}
 		out = append(out, l.change(r))
-		if pending == 0 {
+		if md.pending == 0 {
 			break
 		}
 		if len(out)%watchdogEvery == 0 {
@@ -108,12 +108,13 @@ func (w *watchdog) cause(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// parse turns a stream message into a record and the number of messages
-// still pending after it.
-func (l *Ledger) parse(msg jetstream.Msg) (record, uint64, error) {
+// parse turns a stream message into a record, and returns what its reply
+// subject says besides (the number of messages pending after it, the
+// consumer's sequence).
+func (l *Ledger) parse(msg jetstream.Msg) (record, replyMeta, error) {
 	md, err := parseReply(msg.Reply())
 	if err != nil {
-		return record{}, 0, err
+		return record{}, replyMeta{}, err
 	}
 	hdr := msg.Headers()
 	token := strings.TrimPrefix(msg.Subject(), l.prefix+".")
@@ -125,7 +126,7 @@ func (l *Ledger) parse(msg jetstream.Msg) (record, uint64, error) {
 	if !r.deleted {
 		r.data = msg.Data()
 	}
-	return r, md.pending, nil
+	return r, md, nil
 }
 
 // deleteConsumer removes a history read's consumer from the server now

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -37,12 +38,21 @@ type Ledger struct {
 	owns      map[string]*own // appends waiting for their message, by message ID
 	closed    bool
 
+	// stallSeen is l.applied as an append that found the replica behind
+	// last saw it, at stallSince; see stalled. Guarded by mu.
+	stallSeen  uint64
+	stallSince time.Time
+
 	outbox outbox // combines concurrent unacknowledged publishes
 
-	feedMu sync.Mutex // guards msgs against Close racing a feed restart
-	msgs   jetstream.MessagesContext
-	stop   chan struct{} // closed by Close: the feed must end
-	done   chan struct{} // closed when the feed has ended
+	feedMu  sync.Mutex // guards msgs against Close racing a feed restart
+	msgs    jetstream.MessagesContext
+	stop    chan struct{}   // closed by Close: the feed must end
+	life    context.Context // ends on Close, cutting the feed's requests short
+	endLife context.CancelFunc
+	done    chan struct{} // closed when the feed has ended
+
+	reconnectsDone chan struct{} // closed when reconnects has ended
 }
 
 var _ qpool.CodecLedger = (*Ledger)(nil)
@@ -91,15 +101,20 @@ func Open(ctx context.Context, nc *nats.Conn, id string, opts ...Option) (*Ledge
 		owns:   make(map[string]*own),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		reconnectsDone: make(chan struct{}),
 	}
+	l.life, l.endLife = context.WithCancel(context.Background())
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
 	last, err := l.ensureStream(ctx)
 	if err != nil {
+		l.endLife()
 		return nil, fmt.Errorf("natsledger: open %q: %w", id, err)
 	}
-	// Owner: the ledger. Ends when Close closes stop; waited in Close.
+	// Owner: the ledger. Both end when Close closes stop; waited in Close.
 	go l.feed()
+	go l.reconnects(nc.StatusChanged(nats.CONNECTED))
 	if err := l.waitApplied(ctx, last); err != nil {
 		_ = l.Close()
 		return nil, fmt.Errorf("natsledger: open %q: replay: %w", id, err)
@@ -164,6 +179,7 @@ func (l *Ledger) Close() error {
 	if l.closed {
 		l.mu.Unlock()
 		<-l.done
+		<-l.reconnectsDone
 		return nil
 	}
 	l.closed = true
@@ -180,12 +196,14 @@ func (l *Ledger) Close() error {
 	l.mu.Unlock()
 
 	close(l.stop)
+	l.endLife()
 	l.feedMu.Lock()
 	if l.msgs != nil {
 		l.msgs.Stop()
 	}
 	l.feedMu.Unlock()
 	<-l.done
+	<-l.reconnectsDone
 	return nil
 }
 

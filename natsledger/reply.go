@@ -15,9 +15,11 @@ type replyMeta struct {
 	seq     uint64 // stream sequence
 	nanos   int64  // server timestamp
 	pending uint64 // messages still to deliver after this one
+	cseq    uint64 // the consumer's delivery sequence: 1, 2, … with no gaps
 }
 
-// parseReply reads the stream sequence, timestamp and pending count from
+// parseReply reads the stream sequence, timestamp, pending count and
+// consumer sequence from
 // a reply subject, without the allocation of jetstream.Msg.Metadata: a
 // history read parses every message. Both forms are accepted:
 //
@@ -44,12 +46,13 @@ func parseReply(reply string) (replyMeta, error) {
 		f[i], rest, _ = strings.Cut(rest, ".")
 	}
 	seq, okSeq := parseNum(f[0])
+	cseq, okCseq := parseNum(f[1])
 	tm, okTm := parseNum(f[2])
 	pending, okPending := parseNum(f[3])
-	if !okSeq || !okTm || !okPending {
+	if !okSeq || !okCseq || !okTm || !okPending {
 		return replyMeta{}, errReply
 	}
-	return replyMeta{seq: seq, nanos: int64(tm), pending: pending}, nil
+	return replyMeta{seq: seq, nanos: int64(tm), pending: pending, cseq: cseq}, nil
 }
 
 // parseNum parses a non-empty decimal number.

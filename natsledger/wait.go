@@ -71,6 +71,7 @@ type own struct {
 	seq   uint64        // stream sequence, once applied
 	nanos int64         // server timestamp, once applied
 	err   error         // qpool.ErrClosed if Close came first
+	retry bool          // the message ID was published before: see attempt
 }
 
 // expect registers the append with message ID id.
