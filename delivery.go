@@ -225,9 +225,12 @@ func (d *delivery) drain(e *Entanglement, own *StateChange, from, to uint64) uin
 		}
 		return to
 	}
-	changes, err := e.ledger.Read(context.Background(), from, int(to-from))
-	if err != nil || len(changes) == 0 {
-		return to // closed or compacted away: nothing left to deliver
+	// A failed read (a remote ledger in an outage) is retried until the
+	// ledger answers or the entanglement ends, so that no callback
+	// silently misses a change.
+	changes, ok := e.readRetrying(context.Background(), from, int(to-from))
+	if !ok || len(changes) == 0 {
+		return to // ended, or compacted away: nothing left to deliver
 	}
 	follower := own == nil // only the follower delivers with no change of its own
 	for _, c := range changes {

@@ -67,18 +67,12 @@ func (e *Entanglement) goOwned(fn func()) bool {
 // unreachable for a while.
 func (e *Entanglement) feed(ctx context.Context, since uint64, ch chan<- StateChange) {
 	defer close(ch)
-	retry := watchRetryMin
 	for {
 		changed := e.ledger.Changed()
-		batch, err := e.ledger.Read(ctx, since, watchBatch)
-		if err != nil {
-			if !e.pause(ctx, retry, errors.Is(err, ErrClosed)) {
-				return
-			}
-			retry = min(2*retry, watchRetryMax)
-			continue
+		batch, ok := e.readRetrying(ctx, since, watchBatch)
+		if !ok {
+			return
 		}
-		retry = watchRetryMin
 		for _, c := range batch {
 			select {
 			case ch <- c:
@@ -99,6 +93,26 @@ func (e *Entanglement) feed(ctx context.Context, since uint64, ch chan<- StateCh
 		case <-e.done:
 			return
 		}
+	}
+}
+
+// readRetrying reads up to limit changes from since, as Ledger.Read does,
+// and tries again after a failed read, backing off from watchRetryMin to
+// watchRetryMax, until the ledger answers. It reports false, with no
+// changes, once ctx or the entanglement has ended: a ledger that cannot be
+// read for a while delays a watch or a callback, it never makes one miss a
+// change.
+func (e *Entanglement) readRetrying(ctx context.Context, since uint64, limit int) ([]StateChange, bool) {
+	retry := watchRetryMin
+	for {
+		batch, err := e.ledger.Read(ctx, since, limit)
+		if err == nil {
+			return batch, true
+		}
+		if !e.pause(ctx, retry, errors.Is(err, ErrClosed)) {
+			return nil, false
+		}
+		retry = min(2*retry, watchRetryMax)
 	}
 }
 
