@@ -43,10 +43,11 @@ type Entanglement struct {
 	// which reads the field.
 	OnStateChange func(oldState, newState map[string]any)
 
-	id     string
-	ttl    time.Duration
-	cfg    entConfig
-	ledger Ledger
+	id      string
+	ttl     time.Duration
+	cfg     entConfig
+	ledger  Ledger
+	invalid error // why the ID or the ledger was refused; set once, at construction
 
 	life atomic.Int32  // lifeOpen, lifeReaping, lifeClosed or lifeExpired
 	done chan struct{} // closed on Close or expiry
@@ -104,8 +105,18 @@ func (e *Entanglement) ended() bool {
 // [MemoryLedger] unless opts give one with [WithLedger]; NewEntanglement
 // cannot fail, so a ledger that needs opening belongs with
 // [OpenEntanglement].
+//
+// An empty id, or a ledger opened for another entanglement (one whose ID
+// method, as boltledger's and natsledger's have, names another), gives an
+// entanglement that refuses everything: its updates, Await and History
+// return an error wrapping [ErrInvalidEntanglement], its state is empty,
+// its watches are closed, and it never touches the ledger, which stays
+// open for the caller.
 func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) *Entanglement {
 	e := newEntanglement(id, jobs, ttl, opts)
+	if e.invalid != nil {
+		return e
+	}
 	if err := e.resume(context.Background()); err != nil {
 		e.lastMod.Store(time.Now().UnixNano()) // unreadable: the TTL starts now
 	}
@@ -117,10 +128,14 @@ func NewEntanglement(id string, jobs []Job, ttl time.Duration, opts ...Entanglem
 // resumes the ledger's state, history and sequence, and restarts the TTL
 // from the last recorded change, so an entanglement that expired while
 // nobody had it open is expired (and its data dropped) on open. It returns
-// an error only when the ledger cannot be read; the ledger is then left
-// open for the caller.
+// an error when the ledger cannot be read, and one wrapping
+// [ErrInvalidEntanglement] for an empty id or a ledger opened for another
+// entanglement; the ledger is then left open for the caller.
 func OpenEntanglement(ctx context.Context, id string, jobs []Job, ttl time.Duration, opts ...EntanglementOption) (*Entanglement, error) {
 	e := newEntanglement(id, jobs, ttl, opts)
+	if e.invalid != nil {
+		return nil, e.invalid
+	}
 	if err := e.resume(ctx); err != nil {
 		return nil, fmt.Errorf("qpool: open entanglement %q: %w", id, err)
 	}
@@ -160,7 +175,28 @@ func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []Entangleme
 	if cfg.onStateChange != nil {
 		e.onStateChange.Store(&cfg.onStateChange)
 	}
+	if err := checkLedger(id, cfg.ledger); err != nil {
+		// Born ended, on a ledger of its own: the one given belongs to
+		// another entanglement, or to the caller, and is never touched.
+		e.invalid = err
+		e.ledger, e.shared = NewMemoryLedger(), false
+		_ = e.ledger.Close()
+		e.life.Store(lifeClosed)
+		close(e.done)
+	}
 	return e
+}
+
+// checkLedger refuses an empty entanglement ID, and a ledger opened for
+// another entanglement.
+func checkLedger(id string, l Ledger) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty id", ErrInvalidEntanglement)
+	}
+	if n, ok := l.(interface{ ID() string }); ok && n.ID() != id {
+		return fmt.Errorf("%w: entanglement %q on a ledger opened for %q", ErrInvalidEntanglement, id, n.ID())
+	}
+	return nil
 }
 
 // resume takes the retention mark and the time of the last change from the
@@ -254,6 +290,9 @@ func (e *Entanglement) check(key string) error {
 
 // usable returns ErrClosed or ErrExpired once the entanglement has ended.
 func (e *Entanglement) usable() error {
+	if e.invalid != nil {
+		return e.invalid
+	}
 	switch e.life.Load() {
 	case lifeClosed:
 		return fmt.Errorf("qpool: entanglement %q: %w", e.id, ErrClosed)
@@ -267,6 +306,11 @@ func (e *Entanglement) usable() error {
 func (e *Entanglement) apply(m Mutation) error {
 	if err := e.check(m.Key); err != nil {
 		return err
+	}
+	if e.cfg.check != nil && !m.Delete {
+		if _, err := e.cfg.check.Marshal(m.Value); err != nil {
+			return fmt.Errorf("qpool: entanglement %q: key %q: %w: %T: %w", e.id, m.Key, ErrEncode, m.Value, err)
+		}
 	}
 	if e.cfg.copy != nil && !m.Delete {
 		m.Value = e.cfg.copy(m.Value)

@@ -51,6 +51,11 @@ var (
 	// [runtime.Goexit]. The worker that ran it is replaced.
 	ErrGoexit = errors.New("qpool: job called runtime.Goexit")
 
+	// ErrInvalidEntanglement is returned by an entanglement made with an
+	// empty ID, or on a ledger opened for another entanglement (see
+	// [NewEntanglement]).
+	ErrInvalidEntanglement = errors.New("qpool: invalid entanglement")
+
 	// ErrClosed is returned by an entanglement, or by a ledger, after Close.
 	ErrClosed = errors.New("qpool: entanglement closed")
 
@@ -63,6 +68,12 @@ var (
 	// ErrNilFunc is returned for a nil function: by [Entanglement.Update],
 	// and (wrapped together with [ErrInvalidJob]) by the pool.
 	ErrNilFunc = errors.New("qpool: nil function")
+
+	// ErrEncode is returned for a value that a ledger's codec cannot
+	// encode (a channel or a function, for JSON): by an entanglement built
+	// [WithCodecCheck], and, wrapped in their own errors, by boltledger and
+	// natsledger. Nothing is recorded.
+	ErrEncode = errors.New("qpool: value cannot be encoded")
 
 	// ErrConflict is returned by [Ledger.Append] when a guarded mutation finds
 	// that the key changed since the revision it names. [Entanglement.Update]

@@ -293,6 +293,7 @@ type entConfig struct {
 	onChange      func(StateChange)
 	onStateChange func(oldState, newState map[string]any)
 	copy          func(any) any
+	check         Codec // WithCodecCheck: values must encode with it
 }
 
 func newEntConfig(opts []EntanglementOption) entConfig {
@@ -372,3 +373,18 @@ type valueCopyOption func(any) any
 func WithValueCopy(copy func(v any) any) EntanglementOption { return valueCopyOption(copy) }
 
 func (o valueCopyOption) applyEntanglement(c *entConfig) { c.copy = o }
+
+type codecCheckOption struct{ c Codec }
+
+// WithCodecCheck makes every update encode its value with c first, and
+// refuse a value c cannot encode with an error wrapping [ErrEncode],
+// recording nothing, as a ledger that stores values with c would. The
+// in-memory ledger stores any Go value, a channel or a function included;
+// boltledger and natsledger refuse what their codec cannot encode. A
+// program on the in-memory ledger that may move to one of them later can
+// catch such values now with WithCodecCheck(qpool.JSONCodec{}). The value
+// is stored as given, not encoded: the check costs one encoding per
+// update. A nil c checks nothing.
+func WithCodecCheck(c Codec) EntanglementOption { return codecCheckOption{c} }
+
+func (o codecCheckOption) applyEntanglement(c *entConfig) { c.check = o.c }

@@ -33,6 +33,9 @@ const (
 // unreachable) delays the watch but does not end it: the watch reads again,
 // backing off up to a second between attempts, and resumes where it was
 // once the ledger answers.
+//
+// A job that ranges over a watch holds its worker while it waits: give it
+// the job's own context, as for [Entanglement.Await].
 func (e *Entanglement) Watch(ctx context.Context, since uint64) <-chan StateChange {
 	if ctx == nil {
 		ctx = context.Background()
@@ -165,6 +168,13 @@ func (e *Entanglement) History(ctx context.Context, since uint64) ([]StateChange
 // error if ctx ends first, and [ErrClosed] or [ErrExpired] if the
 // entanglement ends first. It polls nothing: it sleeps until the next
 // change.
+//
+// Inside a job, wait with the job's own context (the ctx [Submit] passes
+// to the function): it ends on the job's timeout, on Cancel and when the
+// pool shuts down, so the wait cannot outlive the pool. A key that a job
+// queued behind this one would set arrives only if the pool has a free
+// worker to run that job: with every worker waiting like this one, it
+// never does (see "Waiting inside a job" in docs/pool.md).
 func (e *Entanglement) Await(ctx context.Context, key string) (any, error) {
 	if ctx == nil {
 		ctx = context.Background()

@@ -38,8 +38,9 @@ var (
 	ErrFull = errors.New("boltledger: file size limit reached")
 
 	// ErrEncode is returned by Append for a value the codec cannot encode;
-	// nothing is recorded.
-	ErrEncode = errors.New("boltledger: cannot encode value")
+	// nothing is recorded. It wraps [qpool.ErrEncode], which every ledger
+	// with a codec returns for such a value.
+	ErrEncode = fmt.Errorf("boltledger: cannot encode value: %w", qpool.ErrEncode)
 
 	// ErrInUse is returned by [DB.Ledger] for an ID whose ledger is already
 	// open in the same DB.

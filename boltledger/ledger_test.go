@@ -67,6 +67,7 @@ func TestUnencodableValue(t *testing.T) {
 	for _, v := range []any{make(chan int), math.NaN(), func() {}} {
 		err := e.UpdateState("bad", v)
 		require.ErrorIs(t, err, boltledger.ErrEncode, "%T", v)
+		require.ErrorIs(t, err, qpool.ErrEncode, "every codec ledger's encode error matches the root sentinel")
 	}
 	require.Empty(t, e.GetStateHistory(0))
 	require.NoError(t, e.UpdateState("good", 1))

@@ -162,7 +162,7 @@ func (l *Ledger) message(m qpool.Mutation) (*nats.Msg, error) {
 	}
 	data, err := l.cfg.codec.Marshal(m.Value)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("natsledger: %w: %T: %w", qpool.ErrEncode, m.Value, err)
 	}
 	msg.Data = data
 	return msg, nil
