@@ -33,6 +33,7 @@ func ResultRunners() []ResultCase {
 		{"qpool-schedule-ttl1m", qpoolSchedule{ttl: qpool.DefaultResultTTL}},
 		{"qpool-submit", qpoolSubmit{ttl: 0}},
 		{"qpool-submit-ttl1m", qpoolSubmit{ttl: qpool.DefaultResultTTL}},
+		{"qpool-group", qpoolGroup{}},
 		{"pond-result", pondResult{}},
 		{"conc-result", concResult{}},
 	}
@@ -101,6 +102,29 @@ func (r qpoolSubmit) Run(workers int, ids []string, fn func(int) int, out []int)
 		}
 		out[i] = v
 	}
+	return nil
+}
+
+// qpoolGroup uses a Group over the pool (TTL 0, as qpool-schedule): Go
+// per task, under a generated ID, and one Wait for the results in
+// submission order.
+type qpoolGroup struct{}
+
+func (qpoolGroup) Run(workers int, ids []string, fn func(int) int, out []int) error {
+	p := qpool.NewPool(qpool.WithWorkers(workers), qpool.WithResultTTL(0))
+	defer p.Close()
+	g := qpool.NewGroup[int](context.Background(), p)
+	for i := range ids {
+		g.Go(func(context.Context) (int, error) { return fn(i), nil })
+	}
+	res, err := g.Wait()
+	if err != nil {
+		return err
+	}
+	if len(res) != len(out) {
+		return fmt.Errorf("bench: the group returned %d results, want %d", len(res), len(out))
+	}
+	copy(out, res)
 	return nil
 }
 
