@@ -175,7 +175,7 @@ type gcall[T any] struct {
 	call[T]
 	x     jobExtra
 	g     *Group[T]
-	index int32
+	index int32         // place in submission order (a group holds fewer than 2^31 jobs)
 	flags atomic.Uint32 // the gcall flags below
 	next  *gcall[T]     // in g.doneList
 
