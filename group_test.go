@@ -16,6 +16,7 @@ import (
 	"github.com/qpool/qpool"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // groupWait runs g.Wait under a watchdog: a hang fails the test.
@@ -765,4 +766,26 @@ func reportPerJob(b *testing.B, n int, cpu0 time.Duration) {
 	jobs := float64(b.N * n)
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/jobs, "ns/job")
 	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/jobs, "cpu-ns/job")
+}
+
+// TestGroupLeavesNoGoroutine: once Wait has returned and the pool is
+// closed, nothing a group started is left, whether its parent context
+// ended before Wait (the watcher ran) or after (it was unregistered).
+func TestGroupLeavesNoGoroutine(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	for _, cancelFirst := range []bool{true, false} {
+		p := qpool.NewPool(qpool.WithWorkers(2))
+		parent, cancel := context.WithCancel(context.Background())
+		g := qpool.NewGroup[int](parent, p, qpool.WithCancelOnError())
+		for i := range 20 {
+			g.Go(func(ctx context.Context) (int, error) { jitter(); return i, ctx.Err() })
+		}
+		if cancelFirst {
+			cancel()
+		}
+		_, _ = groupWait(t, g)
+		cancel()
+		require.NoError(t, p.Close())
+	}
+	goleak.VerifyNone(t, ignore)
 }
