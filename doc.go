@@ -17,6 +17,11 @@
 //		qpool.WithTimeout(5*time.Second), qpool.WithRetry(3, 100*time.Millisecond))
 //	img, err := f.Wait(ctx)
 //
+// A [Group] runs a batch of jobs on a pool without inventing IDs, and
+// collects them: results in submission order, errors joined or first, a
+// context cancelled on the first failure ([WithCancelOnError]), and an
+// iterator over results as they complete.
+//
 // Bad input never panics: it resolves the future with an error wrapping one
 // of the sentinels in errors.go ([ErrInvalidJob], [ErrDuplicateJob],
 // [ErrPoolClosed], ...). A panicking job resolves with a [*PanicError].
@@ -54,6 +59,8 @@
 //	dependent hand-off    a dependency finishing while   the job finds room, or abort       Pool.Close
 //	                      the queue is full
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
+//	group watcher         NewGroup with a cancellable    the context ends (runs once)       Group.Wait
+//	                      context
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close*

@@ -34,6 +34,7 @@ func ResultRunners() []ResultCase {
 		{"qpool-schedule-ttl1m", qpoolSchedule{[]qpool.Option{qpool.WithResultTTL(time.Minute)}}},
 		{"qpool-submit", qpoolSubmit{}},
 		{"qpool-submit-ttl1m", qpoolSubmit{[]qpool.Option{qpool.WithResultTTL(time.Minute)}}},
+		{"qpool-group", qpoolGroup{}},
 		{"pond-result", pondResult{}},
 		{"conc-result", concResult{}},
 	}
@@ -103,6 +104,29 @@ func (r qpoolSubmit) Run(workers int, ids []string, fn func(int) int, out []int)
 		}
 		out[i] = v
 	}
+	return nil
+}
+
+// qpoolGroup uses a Group over the pool (default options, as
+// qpool-schedule): Go per task, under a generated ID, and one Wait for the
+// results in submission order.
+type qpoolGroup struct{}
+
+func (qpoolGroup) Run(workers int, ids []string, fn func(int) int, out []int) error {
+	p := qpool.NewPool(qpool.WithWorkers(workers))
+	defer p.Close()
+	g := qpool.NewGroup[int](context.Background(), p)
+	for i := range ids {
+		g.Go(func(context.Context) (int, error) { return fn(i), nil })
+	}
+	res, err := g.Wait()
+	if err != nil {
+		return err
+	}
+	if len(res) != len(out) {
+		return fmt.Errorf("bench: the group returned %d results, want %d", len(res), len(out))
+	}
+	copy(out, res)
 	return nil
 }
 
