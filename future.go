@@ -99,8 +99,10 @@ func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) 
 	p.submit(j, nilFn)
 }
 
-// noPool is the configuration of the jobs submitted to a pool NewPool did
-// not make: resolved at once, with no pool to cancel them in.
+// noPool is the configuration of a job that has no pool (one submitted to
+// a pool NewPool did not make, or refused by a group before it reached
+// one): resolved at once, so Future.Cancel finds it resolved and looks no
+// further.
 var noPool = jobConfig{attempts: 1}
 
 // valid reports whether a pool made f: not nil, and not a zero value.

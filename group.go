@@ -356,7 +356,7 @@ func isGeneratedID(id string) bool {
 // reject does, so that its future works like any other.
 func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
 	c.id, c.r = id, &c.call
-	c.cfg = &noPoolConfig
+	c.cfg = &noPool
 	if p != nil {
 		c.cfg = &p.jobDefaults
 	}
@@ -364,10 +364,6 @@ func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
 	c.tryResolve(err)
 	c.wake()
 }
-
-// noPoolConfig is the configuration of a job that has no pool: Future.Cancel
-// finds the job resolved and looks no further.
-var noPoolConfig = jobConfig{attempts: 1}
 
 // install gives the job the context the group's jobs get, before the pool
 // sees the job. It uses the pool's own seam for a job's context: a job whose
