@@ -671,6 +671,32 @@ func (r *invPool) run(rng *rand.Rand) {
 	case mode <= 2: // Shutdown with time enough
 		close(r.release)
 		r.shutdown(0, racing, stopSubmitters)
+	case mode == 3: // Close and a Shutdown with a deadline at once
+		close(r.release)
+		r.intakeStopped.Store(true)
+		d := time.Duration(1+rng.IntN(2000)) * time.Microsecond
+		var enders sync.WaitGroup
+		enders.Go(func() {
+			if err := r.p.Close(); err != nil {
+				r.c.fail("close", "Close racing Shutdown returned %v", err)
+			}
+		})
+		enders.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), d)
+			defer cancel()
+			err := r.p.Shutdown(ctx)
+			switch {
+			case err == nil:
+				if s := r.p.Stats(); s.Workers != 0 {
+					r.c.fail("shutdown-nil", "Shutdown racing Close returned nil with %d workers alive", s.Workers)
+				}
+			case errors.Is(err, context.DeadlineExceeded):
+				r.aborted.Store(true)
+			default:
+				r.c.fail("shutdown-err", "Shutdown racing Close returned %v", err)
+			}
+		})
+		enders.Wait()
 	default:
 		close(r.release)
 		r.intakeStopped.Store(true)
@@ -955,6 +981,9 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 			x.mu.Lock()
 			x.changes = append(x.changes, sc)
 			x.mu.Unlock()
+			if sc.Key == "k0" && !sc.Deleted && sc.Sequence%8 == 0 {
+				x.echo() // "a callback may call any method, UpdateState included"
+			}
 		}),
 		qpool.WithOnExpire(func(string) {
 			x.mu.Lock()
@@ -1044,6 +1073,10 @@ func (x *invEnt) mutate(rng *rand.Rand) {
 	default:
 		failFn = rng.IntN(4) == 0
 		err = e.Update(key, func(any, bool) (any, error) {
+			if rng.IntN(4) == 0 { // fn runs with no lock held
+				e.GetState(key)
+				e.Snapshot()
+			}
 			if failFn {
 				return nil, invErrBoom
 			}
@@ -1067,7 +1100,9 @@ func (x *invEnt) mutate(rng *rand.Rand) {
 		} else {
 			x.acked[v] = key
 		}
-		if before.After(x.lastAck) {
+		// Another process's change counts toward e's TTL only if it
+		// was acknowledged before e expired.
+		if before.After(x.lastAck) && !(remote && x.expired.Load()) {
 			x.lastAck = before
 		}
 		x.mu.Unlock()
@@ -1082,6 +1117,36 @@ func (x *invEnt) mutate(rng *rand.Rand) {
 		}
 	default:
 		x.c.fail("update", "an update failed: %v", err)
+	}
+}
+
+// echo updates the entanglement from inside a callback, and records the
+// change when it is acknowledged.
+func (x *invEnt) echo() {
+	e := x.self.Load()
+	if e == nil {
+		return
+	}
+	v := x.vals.Add(1)
+	before := time.Now()
+	closedBefore, expiredBefore := x.closeReturned.Load(), x.expired.Load()
+	err := e.UpdateState("echo", v)
+	switch {
+	case err == nil:
+		if closedBefore || expiredBefore {
+			x.c.fail("update-after-end", "an update from a callback, started after Close returned (%v) or expiry (%v), was acknowledged", closedBefore, expiredBefore)
+		}
+		x.acks.Add(1)
+		x.mu.Lock()
+		x.acked[v] = "echo"
+		if before.After(x.lastAck) {
+			x.lastAck = before
+		}
+		x.mu.Unlock()
+	case errors.Is(err, qpool.ErrClosed) && x.closeCalled.Load():
+	case errors.Is(err, qpool.ErrExpired) && x.ttl > 0:
+	default:
+		x.c.fail("update", "an update from a callback failed: %v", err)
 	}
 }
 
@@ -1273,6 +1338,31 @@ func (invSharedLedger) Drop(context.Context) error { return nil }
 func (x *invEnt) checkQuiescent() {
 	deadline := time.Now().Add(20 * time.Second)
 	h := x.e.GetStateHistory(0)
+	// On a shared ledger the follower delivers the remote changes after
+	// the updaters returned, and a callback's echo adds a change: wait
+	// until the callbacks have caught up with a history that stays put (a
+	// change never delivered fails below once the deadline passes).
+	for x.other != nil {
+		end := uint64(0)
+		if len(h) > 0 {
+			end = h[len(h)-1].Sequence + 1
+		}
+		for time.Now().Before(deadline) {
+			x.mu.Lock()
+			n, ns := len(x.changes), len(x.states)
+			x.mu.Unlock()
+			if uint64(n) >= end && (!x.static || uint64(ns) >= end) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		h2 := x.e.GetStateHistory(0)
+		if len(h2) == len(h) || time.Now().After(deadline) {
+			h = h2
+			break
+		}
+		h = h2
+	}
 	if len(h) == 0 {
 		return
 	}
@@ -1294,18 +1384,6 @@ func (x *invEnt) checkQuiescent() {
 	}
 	next := h[len(h)-1].Sequence + 1
 	snap := x.e.Snapshot()
-	// Remote changes reach the callbacks through the follower, after the
-	// updaters returned: wait for them (a change never delivered fails
-	// below once the deadline passes).
-	for x.other != nil && time.Now().Before(deadline) {
-		x.mu.Lock()
-		n, ns := len(x.changes), len(x.states)
-		x.mu.Unlock()
-		if uint64(n) >= next && (!x.static || uint64(ns) >= next) {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
 	x.mu.Lock()
 	acked, deletes := maps.Clone(x.acked), x.deletes
 	changes := slices.Clone(x.changes)
@@ -1344,7 +1422,7 @@ func (x *invEnt) checkQuiescent() {
 			x.c.fail("callback-order", "OnChange call %d got sequence %d", i, sc.Sequence)
 			break
 		}
-		if sc.Sequence >= first && (h[sc.Sequence-first].Key != sc.Key || h[sc.Sequence-first].Value != sc.Value) {
+		if i := sc.Sequence - first; sc.Sequence >= first && i < uint64(len(h)) && (h[i].Key != sc.Key || h[i].Value != sc.Value) {
 			x.c.fail("callback-order", "OnChange got %+v, the history has %+v", sc, h[sc.Sequence-first])
 		}
 	}
