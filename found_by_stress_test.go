@@ -125,7 +125,7 @@ func TestNoCallbackAfterExpiry(t *testing.T) {
 // reports the WaitGroup's Add racing its Wait, and the worker may outlive
 // Close.
 func TestResizeRacingCloseStartsNoWorker(t *testing.T) {
-	for round := range 200 {
+	for round := range 1000 {
 		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithQueueSize(64), qpool.WithIdleTimeout(time.Hour))
 		gate := make(chan struct{})
 		p.Schedule("gate", func() (any, error) { <-gate; return nil, nil })

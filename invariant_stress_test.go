@@ -699,6 +699,14 @@ func (r *invPool) run(rng *rand.Rand) {
 		enders.Wait()
 	default:
 		close(r.release)
+		if !racing {
+			// "after Wait Submitted == Succeeded + Failed": nothing is
+			// submitted any more, so Wait returns with every job ended.
+			r.p.Wait()
+			if s := r.p.Stats(); s.Submitted != s.Succeeded+s.Failed || s.Panicked > s.Failed {
+				r.c.fail("stats", "after Wait: %+v", s)
+			}
+		}
 		r.intakeStopped.Store(true)
 	}
 	if racing {
@@ -1384,6 +1392,14 @@ func (x *invEnt) checkQuiescent() {
 	}
 	next := h[len(h)-1].Sequence + 1
 	snap := x.e.Snapshot()
+	// GetStateHistory(since) is the tail of the whole history from since.
+	for _, since := range []uint64{first + uint64(len(h))/2, next - 1, next, next + 5} {
+		got := x.e.GetStateHistory(since)
+		want := h[min(since-first, uint64(len(h))):]
+		if len(got) != len(want) || (len(got) > 0 && got[0].Sequence != want[0].Sequence) {
+			x.c.fail("history-since", "GetStateHistory(%d) has %d changes, the history from %d has %d", since, len(got), since, len(want))
+		}
+	}
 	x.mu.Lock()
 	acked, deletes := maps.Clone(x.acked), x.deletes
 	changes := slices.Clone(x.changes)
@@ -1473,6 +1489,9 @@ func (x *invEnt) checkEnded() {
 	}
 	if _, open := <-x.e.Watch(context.Background(), 0); open {
 		x.c.fail("ended", "Watch after Close yields a change")
+	}
+	if _, err := x.e.Await(context.Background(), "k0"); !errors.Is(err, qpool.ErrClosed) && !errors.Is(err, qpool.ErrExpired) {
+		x.c.fail("ended", "Await after Close: %v", err)
 	}
 	if err := x.e.Close(); err != nil {
 		x.c.fail("ent-close", "a second Close returned %v", err)
