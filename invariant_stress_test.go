@@ -235,6 +235,7 @@ type invJob struct {
 	runs         int
 	lastErr      error
 	lastPanicked bool
+	goexited     bool
 
 	immediate      bool // resolved by the time Submit returned (or just after)
 	stoppedAtStart bool // intake had been stopped by then
@@ -256,6 +257,7 @@ const (
 	kindBlock // until its context ends or the round releases it
 	kindFlaky // fails its first attempts
 	kindUpdate
+	kindGoexit // calls runtime.Goexit
 	kindCount
 )
 
@@ -288,6 +290,7 @@ type invPool struct {
 	goAccepted  atomic.Int64
 	goOK        atomic.Int64
 	goPanicked  atomic.Int64
+	goExited    atomic.Int64
 	nextID      atomic.Int64
 
 	ent *invEnt
@@ -390,6 +393,11 @@ func (r *invPool) body(j *invJob) func(ctx context.Context) (any, error) {
 			if j.runs <= j.failFirst {
 				return nil, invErrFlaky
 			}
+		case kindGoexit:
+			if j.kind == kindGoexit && j.rngSeed%4 == 0 { // rarely: each one costs a worker
+				j.goexited = true
+				runtime.Goexit()
+			}
 		case kindUpdate:
 			e, ok := qpool.EntanglementFrom(ctx)
 			if !ok || r.ent == nil || e != r.ent.e {
@@ -478,6 +486,9 @@ func (r *invPool) submit(rng *rand.Rand) {
 // goFn submits a bare function with Go.
 func (r *invPool) goFn(rng *rand.Rand) {
 	kind := rng.IntN(3)
+	if rng.IntN(40) == 0 {
+		kind = 3
+	}
 	sleep := time.Duration(rng.IntN(200)) * time.Microsecond
 	e0 := r.epoch.Load()
 	err := r.p.Go(func() {
@@ -489,6 +500,9 @@ func (r *invPool) goFn(rng *rand.Rand) {
 		case 2:
 			r.goPanicked.Add(1)
 			panic(invErrBoom)
+		case 3: // counted as failed by the worker's exit, which is replaced
+			r.goExited.Add(1)
+			runtime.Goexit()
 		}
 		r.goOK.Add(1)
 	})
@@ -724,6 +738,17 @@ func (r *invPool) run(rng *rand.Rand) {
 	others.Wait()
 	r.checkAfterClose()
 	if r.ent != nil {
+		// WithEntanglement adds the job to e, and it "stays listed after
+		// it ends".
+		listed := map[string]bool{}
+		for _, job := range r.ent.e.Jobs() {
+			listed[job.ID] = true
+		}
+		for _, j := range r.jobs {
+			if j.kind == kindUpdate && j.runs > 0 && !listed[j.id] {
+				r.c.fail("jobs-list", "job %s ran WithEntanglement(e) but e.Jobs() does not list it", j.id)
+			}
+		}
 		r.ent.finish(rng)
 	}
 }
@@ -836,6 +861,10 @@ func (r *invPool) checkOutcome(j *invJob, err error) {
 	if j.runs > 0 {
 		var pe *qpool.PanicError
 		switch {
+		case j.goexited:
+			if !errors.Is(err, qpool.ErrGoexit) {
+				r.c.fail("outcome", "job %s called runtime.Goexit, resolved with %v", j.id, err)
+			}
 		case j.lastPanicked:
 			if !errors.As(err, &pe) {
 				r.c.fail("outcome", "job %s panicked, resolved with %v", j.id, err)
@@ -893,18 +922,19 @@ func (r *invPool) checkOutcome(j *invJob, err error) {
 // that were followed by another.
 func (r *invPool) checkStats(s qpool.Stats, ok, failed, panicked, retried uint64) {
 	goAcc := uint64(r.goAccepted.Load())
-	goOK, goPan := uint64(r.goOK.Load()), uint64(r.goPanicked.Load())
-	if goOK+goPan > goAcc {
-		r.c.fail("stats", "%d Go functions ran, %d were accepted", goOK+goPan, goAcc)
+	goOK, goPan, goExit := uint64(r.goOK.Load()), uint64(r.goPanicked.Load()), uint64(r.goExited.Load())
+	if goOK+goPan+goExit > goAcc {
+		r.c.fail("stats", "%d Go functions ran, %d were accepted", goOK+goPan+goExit, goAcc)
+		return
 	}
-	dropped := goAcc - goOK - goPan
+	dropped := goAcc - goOK - goPan - goExit
 	if dropped > 0 && !r.aborted.Load() {
 		r.c.fail("stats", "%d accepted Go functions never ran, with no abort", dropped)
 	}
 	want := qpool.Stats{
 		Submitted: uint64(r.submitCalls.Load()) + goAcc,
 		Succeeded: ok + goOK,
-		Failed:    failed + goPan + dropped,
+		Failed:    failed + goPan + goExit + dropped,
 		Panicked:  panicked + goPan,
 		Retried:   retried,
 	}
