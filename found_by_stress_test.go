@@ -6,6 +6,7 @@ package qpool_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,4 +150,44 @@ func TestResizeRacingCloseStartsNoWorker(t *testing.T) {
 		}
 		require.Zero(t, p.Stats().Workers, "round %d: a worker outlived Close", round)
 	}
+}
+
+// The same promise ("Close ... ends every goroutine the pool started"),
+// broken by a submitter instead of Resize. A submitter waiting for room in
+// a full queue, woken for room just as a Shutdown deadline (or the end of
+// the pool's context) fails its job, goes on to queue the dead job's task
+// and to start a worker for it, although Close (which waits for jobs, not
+// for submitters) may have returned. Resize(1) only rings the room bell
+// here, and one processor fixes the order in which the woken goroutines
+// run; in TestInvariantStress a worker taking a task rang it, and the race
+// detector reported the submitter's WaitGroup.Add (waitForRoom, spawn and
+// ensureWorker) racing Close's Wait.
+func TestAbortedSubmitterStartsNoWorkerAfterClose(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	late := 0
+	for range 300 {
+		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithQueueSize(1), qpool.WithIdleTimeout(time.Hour))
+		gate := make(chan struct{})
+		p.Schedule("A", func() (any, error) { <-gate; return nil, nil })
+		p.Schedule("B", func() (any, error) { return nil, nil }) // fills the queue
+		submitted := make(chan *qpool.Future[any])
+		go func() {
+			submitted <- p.Schedule("C", func() (any, error) { return nil, nil }) // waits for room
+		}()
+		time.Sleep(2 * time.Millisecond) // A runs; C's submitter waits for room
+		p.Resize(1)                      // rings the room bell: C's submitter is woken, not yet running
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		assert.ErrorIs(t, p.Shutdown(ctx), context.Canceled) // fails B and C
+		close(gate)
+		require.NoError(t, p.Close()) // A has ended: nothing is pending
+		f := <-submitted
+		_, err := f.Wait(context.Background())
+		assert.ErrorIs(t, err, qpool.ErrPoolClosed)
+		if p.Stats().Workers != 0 {
+			late++
+		}
+		waitFor(t, func() bool { return p.Stats().Workers == 0 }) // let it go before the next round
+	}
+	assert.Zero(t, late, "rounds in which a worker started after Close returned, of 300")
 }

@@ -18,8 +18,10 @@ package qpool_test
 //
 // A failure names the invariant's tag and, when the tag is a known defect of
 // issue 13, which one; docs/promises.md maps every tag to its promise. A
-// report of the race detector with Pool.Resize's WaitGroup.Add racing
-// Close's Wait is TestResizeRacingCloseStartsNoWorker (found_by_stress_test.go).
+// report of the race detector with the pool's WaitGroup.Add (in Resize, or
+// in a submitter's waitForRoom, spawn or ensureWorker) racing Close's Wait
+// is TestResizeRacingCloseStartsNoWorker or
+// TestAbortedSubmitterStartsNoWorkerAfterClose (found_by_stress_test.go).
 
 import (
 	"context"
@@ -60,7 +62,7 @@ var invKnown = map[string]string{
 	// Found by this test, not listed in issue 13; see found_by_stress_test.go.
 	"callback-after-expiry": "NOT in issue 13: defect 7's fast path reached by expiry (TestNoCallbackAfterExpiry)",
 	"stats-retried":         "NOT in issue 13: Retried counts a retry that a Cancel or abort stopped (TestRetriedCountsOnlyAttemptsFollowedByAnother)",
-	"close-workers":         "NOT in issue 13: Resize racing Close starts workers that Close does not wait for (TestResizeRacingCloseStartsNoWorker)",
+	"close-workers":         "NOT in issue 13: Resize, or a submitter whose job an abort failed, starts a worker that Close does not wait for (TestResizeRacingCloseStartsNoWorker, TestAbortedSubmitterStartsNoWorkerAfterClose)",
 }
 
 var (
@@ -950,12 +952,14 @@ func (r *invPool) checkStats(s qpool.Stats, ok, failed, panicked, retried uint64
 
 // invEnt is one round's entanglement and what its observers saw.
 type invEnt struct {
-	c         *invCheck
-	e         *qpool.Entanglement
-	ttl       time.Duration
-	racingTTL bool // a TTL short enough to expire during the round
-	retention int
-	static    bool // OnStateChange set from the start and never switched
+	c          *invCheck
+	e          *qpool.Entanglement
+	ttl        time.Duration
+	racingTTL  bool // a TTL short enough to expire during the round
+	retention  int
+	static     bool  // OnStateChange set from the start and never switched
+	closeAt    int64 // OnChange of this sequence calls Close; -1 for none
+	hookCloses bool  // the OnExpire hook calls Close
 
 	// On a shared ledger: other makes remote changes to mem, which e shares.
 	mem   *qpool.MemoryLedger
@@ -1004,6 +1008,11 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 		x.retention = 1 + rng.IntN(20)
 	}
 	x.static = rng.IntN(2) == 0
+	x.closeAt = -1
+	if rng.IntN(6) == 0 {
+		x.closeAt = int64(10 + rng.IntN(300))
+	}
+	x.hookCloses = rng.IntN(3) == 0
 	opts := []qpool.EntanglementOption{
 		qpool.WithLogger(discardLogger()),
 		qpool.WithOnChange(func(sc qpool.StateChange) {
@@ -1022,6 +1031,9 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 			if sc.Key == "k0" && !sc.Deleted && sc.Sequence%8 == 0 {
 				x.echo() // "a callback may call any method, UpdateState included"
 			}
+			if int64(sc.Sequence) == x.closeAt {
+				x.close() // "Callbacks may call Close."
+			}
 		}),
 		qpool.WithOnExpire(func(string) {
 			x.mu.Lock()
@@ -1029,6 +1041,9 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 			x.hookCalls++
 			x.mu.Unlock()
 			x.expired.Store(true)
+			if x.hookCloses && x.self.Load() != nil {
+				x.close() // "It may call Close, which then does not wait for it."
+			}
 		}),
 	}
 	if x.retention > 0 {
