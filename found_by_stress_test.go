@@ -75,46 +75,48 @@ func (l *gatedLedger) Append(ctx context.Context, m qpool.Mutation) (qpool.State
 // for expiry too. An update recorded just before the TTL ran out returns
 // after the reaper has expired the entanglement and run OnExpire, and then
 // delivers its own change to OnStateChange on the fast path, which does not
-// look at the entanglement's life.
+// look at the entanglement's life. (The update returning nil there is
+// defect 6; a fix that makes the reaper wait for it, or fails it with
+// ErrExpired, passes this test too: it checks only that no callback starts
+// once the entanglement has expired.)
 func TestNoCallbackAfterExpiry(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := &gatedLedger{MemoryLedger: qpool.NewMemoryLedger(), recorded: make(chan struct{}), letGo: make(chan struct{})}
-		var mu sync.Mutex
-		var expired bool
-		var late []string
-		e := qpool.NewEntanglement("ttl", nil, time.Second, qpool.WithLedger(l),
-			qpool.WithOnExpire(func(string) { mu.Lock(); expired = true; mu.Unlock() }),
-			qpool.WithOnStateChange(func(_, _ map[string]any) {
-				mu.Lock()
-				defer mu.Unlock()
-				if expired {
-					late = append(late, "OnStateChange")
-				}
-			}),
-			qpool.WithOnChange(func(qpool.StateChange) {
-				mu.Lock()
-				defer mu.Unlock()
-				if expired {
-					late = append(late, "OnChange")
-				}
-			}))
-		time.Sleep(time.Second - time.Millisecond)
-		l.armed.Store(true)
-		done := make(chan error, 1)
-		go func() { done <- e.UpdateState("k", 1) }()
-		<-l.recorded
-		time.Sleep(time.Second) // the TTL, counted from the creation, runs out meanwhile
-		synctest.Wait()
-		require.True(t, e.IsExpired())
-		close(l.letGo)
-		err := <-done
-		t.Logf("UpdateState returned %v", err)
-		require.NoError(t, e.Close())
-		mu.Lock()
-		defer mu.Unlock()
-		assert.True(t, expired)
-		assert.Empty(t, late, "callbacks started after the entanglement expired")
-	})
+	l := &gatedLedger{MemoryLedger: qpool.NewMemoryLedger(), recorded: make(chan struct{}), letGo: make(chan struct{})}
+	var mu sync.Mutex
+	var expired bool
+	var late []string
+	e := qpool.NewEntanglement("ttl", nil, 20*time.Millisecond, qpool.WithLedger(l),
+		qpool.WithOnExpire(func(string) { mu.Lock(); expired = true; mu.Unlock() }),
+		qpool.WithOnStateChange(func(_, _ map[string]any) {
+			mu.Lock()
+			defer mu.Unlock()
+			if expired {
+				late = append(late, "OnStateChange")
+			}
+		}),
+		qpool.WithOnChange(func(qpool.StateChange) {
+			mu.Lock()
+			defer mu.Unlock()
+			if expired {
+				late = append(late, "OnChange")
+			}
+		}))
+	defer func() { assert.NoError(t, e.Close()) }()
+	l.armed.Store(true)
+	done := make(chan error, 1)
+	go func() { done <- e.UpdateState("k", 1) }()
+	<-l.recorded
+	// The TTL, counted from the creation, runs out while the change is in
+	// the ledger and UpdateState has not returned (unless the reaper waits
+	// for it: then give up after a while and let it return).
+	for deadline := time.Now().Add(time.Second); !e.IsExpired() && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	close(l.letGo)
+	t.Logf("UpdateState returned %v", <-done)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return expired })
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Empty(t, late, "callbacks started after the entanglement expired")
 }
 
 // "Every goroutine has an owner and an end", and Close "ends every
