@@ -276,6 +276,7 @@ type invPool struct {
 	stop          chan struct{} // closed to end the chaos phase
 	intakeStopped atomic.Bool   // set before anything stops intake
 	aborted       atomic.Bool   // a Shutdown deadline or the context failed queued work
+	closeRacesCtx atomic.Bool   // the context's end races Close: rejections may lack its cause
 
 	// The limit in force, by epoch: a Resize from a to b makes an epoch of
 	// max(a, b) while it runs and one of b once it returned. A function
@@ -526,7 +527,7 @@ func (r *invPool) checkClosedErr(what string, err error, stopped bool) {
 	if !stopped {
 		r.c.fail("spurious-closed", "%s failed with %v before anything stopped intake", what, err)
 	}
-	if r.ctxMode && !errors.Is(err, invErrCause) {
+	if r.ctxMode && !r.closeRacesCtx.Load() && !errors.Is(err, invErrCause) {
 		r.c.fail("cause", "%s rejected after the pool's context ended, without its cause: %v", what, err)
 	}
 }
@@ -669,10 +670,22 @@ func (r *invPool) run(rng *rand.Rand) {
 	// Do the submitters go on racing the ending, or only finish what they
 	// are doing (which may be waiting for room behind blocked jobs)?
 	racing := rng.IntN(2) == 0 && !r.ctxMode
+	if r.ctxMode && rng.IntN(2) == 0 {
+		// The context's end racing Close, submitters racing both: a
+		// rejection may be Close's, without the cause, but a queued job
+		// failed by the context's end carries it.
+		r.closeRacesCtx.Store(true)
+		racing = true
+	}
 	if !racing {
 		stopOnce.Do(func() { close(subStop) })
 	}
 	switch mode := rng.IntN(5); {
+	case r.closeRacesCtx.Load():
+		r.intakeStopped.Store(true)
+		r.aborted.Store(true)
+		close(r.release)
+		go r.poolCancel(invErrCause) // Owner: this round; cancel returns at once
 	case r.ctxMode:
 		r.intakeStopped.Store(true)
 		r.aborted.Store(true)
