@@ -399,10 +399,10 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 			}
 			return err, false
 		}
-		p.stats.retried.Add(1)
 		if !sleep(ctx, backoff(j.cfg.backoff, attempt)) {
-			return err, false
+			return err, false // cancelled in the backoff: no attempt follows
 		}
+		p.stats.retried.Add(1) // counted once another attempt is certain
 	}
 }
 
