@@ -93,7 +93,8 @@ type contextOption struct{ ctx context.Context }
 // WithContext ties the pool to ctx. Jobs' contexts carry ctx's values. When
 // ctx ends the pool shuts down at once: it accepts nothing more, cancels the
 // running jobs and fails the queued ones with an error that wraps both
-// [ErrPoolClosed] and [context.Cause] of ctx. A nil ctx is ignored.
+// [ErrPoolClosed] and [context.Cause] of ctx; every submission refused once
+// ctx has ended gets such an error too. A nil ctx is ignored.
 func WithContext(ctx context.Context) Option { return contextOption{ctx} }
 
 func (o contextOption) applyPool(c *poolConfig) {

@@ -148,12 +148,25 @@ func (p *Pool) accept() bool {
 // ErrPoolClosed, with the cause when the pool's context ended or Shutdown's
 // deadline passed.
 func (p *Pool) closedErr() error {
+	// The pool's context is looked at first, not only through abort: the
+	// watcher stops intake before it publishes the cause, and a submission
+	// refused in between, or after Close stopped intake, must still say
+	// why the pool ended once its context has.
+	if p.cfg.ctx.Err() != nil {
+		return p.contextErr()
+	}
 	select {
 	case <-p.aborted:
 		return p.abortErr
 	default:
 		return ErrPoolClosed
 	}
+}
+
+// contextErr is the error of jobs failed or refused because the pool's
+// context ended.
+func (p *Pool) contextErr() error {
+	return fmt.Errorf("%w: %w", ErrPoolClosed, context.Cause(p.cfg.ctx))
 }
 
 // done marks one accepted job as finished and wakes Wait and Shutdown when
@@ -256,7 +269,7 @@ func (p *Pool) finish() {
 func (p *Pool) contextDone() {
 	defer p.wg.Done()
 	p.stopIntake()
-	p.abort(fmt.Errorf("%w: %w", ErrPoolClosed, context.Cause(p.cfg.ctx)))
+	p.abort(p.contextErr())
 }
 
 // Resize sets the worker limit to n (clamped to at least 1). Growing starts
