@@ -134,8 +134,16 @@ func (p *Pool) Go(fn func()) error {
 
 // accept counts a new job as pending unless intake has stopped. Counting
 // before checking closes the race with Close: either Close sees the job
-// pending and waits for it, or the job sees the pool closed.
+// pending and waits for it, or the job sees the pool closed. A submission
+// that finds intake stopped already does not touch the counts: each
+// refused count-then-check makes the jobs look pending for a moment, and
+// submitters retrying in a loop could keep Close and Shutdown from ever
+// seeing zero (once intake has stopped, each submitter can cause at most
+// one such moment).
 func (p *Pool) accept() bool {
+	if p.closed.Load() {
+		return false
+	}
 	p.accepted.Add(1)
 	if p.closed.Load() {
 		p.done()
@@ -221,29 +229,50 @@ func (p *Pool) Close() error {
 // accepted jobs until ctx ends. If ctx ends first it cancels the running
 // jobs' contexts, fails the queued and waiting jobs with [ErrPoolClosed],
 // and returns ctx's error without waiting for running functions that ignore
-// their context; a later Close waits for those.
+// their context; a later Close waits for those. A nil return means what
+// Close's does: every accepted job has finished and every goroutine the
+// pool started has ended.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	p.stopIntake()
+	woken := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(woken)
 		p.mu.Lock()
 		p.allDone.Broadcast()
 		p.mu.Unlock()
 	})
-	defer stop()
-	p.mu.Lock()
-	p.drainers.Add(1)
-	for p.pending() > 0 && ctx.Err() == nil {
-		p.allDone.Wait()
+	drained := p.drainUntil(ctx)
+	if !stop() {
+		<-woken // its goroutine is the pool's too: none may outlive a nil return
 	}
-	p.drainers.Add(-1)
-	p.mu.Unlock()
-	if p.pending() == 0 {
+	if drained {
 		p.finish()
 		return nil
 	}
 	p.abort(fmt.Errorf("%w: shutdown: %w", ErrPoolClosed, context.Cause(ctx)))
 	p.quitOnce.Do(func() { close(p.quit) })
 	return ctx.Err()
+}
+
+// drainUntil waits until no accepted job is pending, and reports true, or
+// until ctx ends, and reports false. Intake has stopped, so a zero seen
+// once is final: a later submission is counted as accepted only until it
+// sees the pool closed, and reading the count again could catch it there
+// (and then abort a pool that has finished, with ctx still live).
+func (p *Pool) drainUntil(ctx context.Context) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drainers.Add(1)
+	defer p.drainers.Add(-1)
+	for {
+		if p.pending() == 0 {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		p.allDone.Wait()
+	}
 }
 
 // stopIntake makes every later submission fail and wakes blocked submitters.

@@ -151,11 +151,13 @@ func (p *Pool) spawn(t task) bool {
 	if !p.reserveWorker() {
 		return false
 	}
-	p.wg.Add(1)
+	if !p.addWorker() {
+		p.workers.Add(-1) // the pool has finished
+		return false
+	}
 	// Owner: the pool. Ends when the idle reaper retires it, when Resize
 	// shrinks the pool, or at Close; waited in Close.
 	go p.worker(t)
-	p.armReaper()
 	return true
 }
 
