@@ -304,7 +304,8 @@ func (p *Pool) contextDone() {
 // Resize sets the worker limit to n (clamped to at least 1). Growing starts
 // workers for queued jobs at once, which also wakes submitters blocked on a
 // full queue; shrinking lets running jobs finish and retires workers as they
-// become free.
+// become free. Once Resize(n) has returned, no function starts while n or
+// more run: idle workers above the limit retire instead of taking work.
 func (p *Pool) Resize(n int) {
 	p.maxWorkers.Store(int64(max(n, 1)))
 	for range p.queue.len() {

@@ -1,7 +1,7 @@
 package qpool_test
 
 // Tests of the pool's promises under adversarial interleavings (issue 13,
-// defects 2 and 5): each hammers one sentence of the docs from many
+// defects 1, 2 and 5): each hammers one sentence of the docs from many
 // goroutines over many rounds, with a watchdog that reports a hang as a
 // failure.
 
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/qpool/qpool"
+	"github.com/stretchr/testify/require"
 )
 
 // watchdog fails t if done does not close within a generous bound.
@@ -29,6 +31,204 @@ func watchdog(t *testing.T, done <-chan struct{}, what string) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("watchdog: %s\n%s", what, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// TestResizeDownLimitsIdleWorkers: four idle workers, Resize(1), then four
+// jobs that block. Only one may start: an idle worker handed a job, or
+// woken for a queued one, must respect the limit in force, not only a
+// worker that looks for its next job. With and without a queue, by Go and
+// by Schedule.
+func TestResizeDownLimitsIdleWorkers(t *testing.T) {
+	for _, size := range []int{0, 1, 64} {
+		for _, useGo := range []bool{false, true} {
+			t.Run(fmt.Sprintf("queue=%d/go=%v", size, useGo), func(t *testing.T) {
+				for round := range 20 {
+					resizeDownRound(t, size, useGo, round)
+				}
+			})
+		}
+	}
+}
+
+func resizeDownRound(t *testing.T, size int, useGo bool, round int) {
+	p := qpool.NewPool(qpool.WithWorkers(4), qpool.WithQueueSize(size), qpool.WithIdleTimeout(time.Hour))
+	defer p.Close()
+	// Four workers, then idle.
+	warm := make(gate)
+	for i := range 4 {
+		p.Schedule(fmt.Sprintf("warm-%d", i), warm.job)
+	}
+	waitFor(t, func() bool { return p.Stats().Running == 4 })
+	warm.open()
+	p.Wait()
+	require.Equal(t, 4, p.Stats().Workers)
+
+	p.Resize(1)
+	var now, peak, started atomic.Int32
+	g := make(gate)
+	var submitted sync.WaitGroup
+	var opened sync.Once
+	// After a failure too: open the gate, let the submitters finish, then close.
+	defer submitted.Wait()
+	defer opened.Do(g.open)
+	fn := func() {
+		n := now.Add(1)
+		started.Add(1)
+		for m := peak.Load(); n > m && !peak.CompareAndSwap(m, n); m = peak.Load() {
+		}
+		<-g
+		now.Add(-1)
+	}
+	for i := range 4 {
+		submitted.Go(func() { // with no queue, a submission blocks
+			if useGo {
+				if err := p.Go(fn); err != nil {
+					t.Error(err)
+				}
+				return
+			}
+			p.Schedule(fmt.Sprintf("job-%d", i), func() (any, error) { fn(); return nil, nil })
+		})
+	}
+	// Either the limit holds (one job started, the pool down to one
+	// worker) or it is broken (more than one started).
+	settled := make(chan struct{})
+	go func() {
+		defer close(settled)
+		for !(started.Load() > 1 || started.Load() == 1 && p.Stats().Workers == 1) {
+			runtime.Gosched()
+		}
+	}()
+	watchdog(t, settled, "no job started after Resize(1)")
+	require.LessOrEqual(t, peak.Load(), int32(1), "round %d: %d jobs ran at once after Resize(1)", round, peak.Load())
+	opened.Do(g.open)
+	submitted.Wait()
+	p.Wait()
+	require.Equal(t, int32(4), started.Load())
+	require.LessOrEqual(t, peak.Load(), int32(1), "round %d: %d jobs ran at once after Resize(1)", round, peak.Load())
+}
+
+// limitLog records the limits a test sets with Resize and the functions
+// running, and checks each start against the limit in force. Resize is
+// called under mu, so the history is exact: a task submitted when the
+// history had v+1 entries was submitted under limit hist[v] or a later one.
+// A function that starts at s may share the pool with functions that began
+// earlier under a higher limit; the pool promises that the functions
+// running at s number no more than the highest limit in force between the
+// submission of the oldest of them and s (after Resize(n) returns, at most
+// n run at once once the functions already running have finished).
+type limitLog struct {
+	mu      sync.Mutex
+	hist    []int       // limits in the order they were set; hist[0] is the initial one
+	running map[int]int // running functions by the history index at their submission
+	now     int
+	worst   string // the first violation seen
+}
+
+func (l *limitLog) resize(p *qpool.Pool, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hist = append(l.hist, n)
+	p.Resize(n)
+}
+
+// submitted returns the history index in force at a submission.
+func (l *limitLog) submitted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.hist) - 1
+}
+
+func (l *limitLog) start(v int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.now++
+	l.running[v]++
+	oldest := v
+	for w := range l.running {
+		oldest = min(oldest, w)
+	}
+	if bound := slices.Max(l.hist[oldest:]); l.now > bound && l.worst == "" {
+		l.worst = fmt.Sprintf("%d functions ran at once; the limits in force since the oldest's submission were %v", l.now, l.hist[oldest:])
+	}
+}
+
+func (l *limitLog) end(v int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.now--
+	if l.running[v]--; l.running[v] == 0 {
+		delete(l.running, v)
+	}
+}
+
+// TestLimitHoldsWhileResizing submits from several goroutines, by Go and
+// by Schedule, while another goroutine resizes the pool at random: no
+// function may start while the limit in force (see limitLog) is already
+// reached.
+func TestLimitHoldsWhileResizing(t *testing.T) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for round := range 40 {
+			size := []int{0, 1, 4, 64}[round%4]
+			initial := 1 + rand.IntN(6)
+			p := qpool.NewPool(qpool.WithWorkers(initial), qpool.WithQueueSize(size), qpool.WithIdleTimeout(time.Hour))
+			l := &limitLog{hist: []int{initial}, running: map[int]int{}}
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					l.resize(p, 1+rand.IntN(6))
+					for range rand.IntN(20) {
+						runtime.Gosched()
+					}
+				}
+			})
+			var submitters sync.WaitGroup
+			for s := range 4 {
+				submitters.Go(func() {
+					for i := range 150 {
+						v := l.submitted()
+						fn := func() {
+							l.start(v)
+							for range rand.IntN(4) {
+								runtime.Gosched()
+							}
+							l.end(v)
+						}
+						if i%2 == 0 {
+							if err := p.Go(fn); err != nil {
+								t.Error(err)
+							}
+						} else {
+							p.Schedule(fmt.Sprintf("%d-%d", s, i), func() (any, error) { fn(); return nil, nil })
+						}
+						if rand.IntN(8) == 0 {
+							time.Sleep(time.Duration(rand.IntN(50)) * time.Microsecond) // let workers go idle
+						}
+					}
+				})
+			}
+			submitters.Wait()
+			p.Wait()
+			close(stop)
+			wg.Wait()
+			if err := p.Close(); err != nil {
+				t.Error(err)
+			}
+			if l.worst != "" {
+				t.Errorf("round %d (queue %d): %s", round, size, l.worst)
+				return
+			}
+		}
+	}()
+	watchdog(t, done, "the resize hammer hung")
 }
 
 // poolGoroutines lists the goroutines of the pool's own making that are

@@ -193,26 +193,48 @@ func (p *Pool) worker(t task) {
 
 // workerState is one worker's own bookkeeping.
 type workerState struct {
-	pool    *Pool
-	current *job // the job being run, for runtime.Goexit
-	normal  bool // the worker returned rather than Goexit
+	pool      *Pool
+	current   *job // the job being run, for runtime.Goexit
+	normal    bool // the worker returned rather than Goexit
+	uncounted bool // no longer counted in pool.workers: it must exit
+}
+
+// overLimit reports whether the pool runs more workers than its limit,
+// which only a Resize that lowered it leaves behind.
+func (p *Pool) overLimit() bool {
+	return p.workers.Load() > p.maxWorkers.Load()
 }
 
 // next returns the next task, or false when the worker should exit. A worker
 // that decides to exit re-checks the queue after it stopped counting itself,
 // so a task queued meanwhile is never stranded.
+//
+// The worker limit: at every moment a function runs, the worker running
+// it is counted in pool.workers and found the count within the limit after
+// it had its task in hand: spawn's reservation, for a worker's first task,
+// and the check below, for every later one, however it came (queue,
+// hand-off, bell). So after Resize(n) returns, a task taken later starts
+// only on a worker that saw n, and the functions running number at most n
+// once those that started before have ended. Only retire and exit lower
+// the count, and only between tasks. A worker over the limit with a task
+// in hand retires and passes the task on.
 func (w *workerState) next() (task, bool) {
 	p := w.pool
 	for {
-		if p.workers.Load() > p.maxWorkers.Load() && w.retire() {
-			// Resize may have raised the limit again since the retire
-			// read it, and a submitter may have found no place meanwhile.
-			p.roomMade()
-			return task{}, false
-		}
 		t, ok := w.receive()
 		if ok && (t.j != nil || t.fn != nil) {
+			if p.overLimit() && w.retire() {
+				// Resize may have raised the limit again since the
+				// retire read it, and a submitter may have found no
+				// place meanwhile.
+				p.roomMade()
+				p.pass(t)
+				return task{}, false
+			}
 			return t, true
+		}
+		if w.uncounted {
+			return task{}, false // retired in receive
 		}
 		// An exit token, the idle timeout of zero, or the pool quitting.
 		p.workers.Add(-1)
@@ -223,15 +245,36 @@ func (w *workerState) next() (task, bool) {
 	}
 }
 
+// pass finds another worker for a task that this worker took but retired
+// instead of running: the pool was over its limit. The task was accepted,
+// so it must run: pass waits for room as a blocked submitter does (queue,
+// a new worker, an idle one) and fails the task only if the pool aborts.
+func (p *Pool) pass(t task) {
+	if p.waitForRoom(t, p.aborted) {
+		return
+	}
+	if t.j != nil {
+		p.resolve(t.j, jobError(t.j.id, p.abortErr), false)
+		return
+	}
+	p.dropFunc(p.abortErr)
+}
+
 // receive takes the next task from the queue, waiting while the worker is
 // idle, unless the pool has no idle timeout (then an empty queue ends the
-// worker) or is quitting. A worker that waits counts itself idle first and
+// worker) or is quitting. A worker over the limit retires instead of
+// waiting. A worker that waits counts itself idle first and
 // then looks at the queue once more: a submitter queues first and then
 // looks for idle workers to wake, so one of the two sees the other.
 func (w *workerState) receive() (task, bool) {
 	p := w.pool
 	if t, ok := p.take(); ok {
 		return t, true
+	}
+	if p.overLimit() && w.retire() {
+		w.uncounted = true
+		p.roomMade() // as in next: the limit may have grown again
+		return task{}, false
 	}
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
