@@ -82,7 +82,9 @@ func (o queueSizeOption) String() string          { return fmt.Sprintf("WithQueu
 type nonBlockingOption struct{}
 
 // WithNonBlocking makes a submission to a full queue fail at once with
-// [ErrQueueFull] instead of waiting for room.
+// [ErrQueueFull] instead of waiting for room. A worker whose last job has
+// resolved (its future, or [Pool.Wait]) counts as free: with no queue, a
+// submission that follows it is handed to that worker, not refused.
 func WithNonBlocking() Option { return nonBlockingOption{} }
 
 func (nonBlockingOption) applyPool(c *poolConfig) { c.nonBlocking = true }

@@ -24,6 +24,8 @@ type Pool struct {
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 	procs   int             // GOMAXPROCS when the pool was built
 
+	freeMode uint8 // how a worker makes itself available after a task: freeLate, freeIdle or freeExit
+
 	jobDefaults jobConfig // of every job submitted without options
 
 	queue   taskRing      // tasks waiting for a worker
@@ -97,6 +99,12 @@ func NewPool(opts ...Option) *Pool {
 		quit:    make(chan struct{}),
 	}
 	p.jobDefaults = jobConfig{pool: p, attempts: 1}
+	if cfg.queueSize == 0 {
+		p.freeMode = freeIdle
+		if cfg.idleTimeout <= 0 {
+			p.freeMode = freeExit
+		}
+	}
 	p.queue.init(cfg.queueSize)
 	p.ids.init(cfg.resultTTL)
 	p.allDone = sync.NewCond(&p.mu)

@@ -1,7 +1,7 @@
 package qpool_test
 
 // Tests of the pool's promises under adversarial interleavings (issue 13,
-// defects 1, 2 and 5): each hammers one sentence of the docs from many
+// defects 1, 2, 4 and 5): each hammers one sentence of the docs from many
 // goroutines over many rounds, with a watchdog that reports a hang as a
 // failure.
 
@@ -351,6 +351,79 @@ func TestShutdownNilMeansEverythingEnded(t *testing.T) {
 		}
 	}()
 	watchdog(t, done, "Shutdown or a submitter hung")
+}
+
+// TestNonBlockingNoQueueSequentialSubmitter: a non-blocking pool with no
+// queue and one worker, a submitter that waits for each job before the
+// next. The worker of a resolved job is free, so no submission may fail
+// with ErrQueueFull: whether the submitter waits on the future or on the
+// pool, with Go or Schedule, with or without an idle timeout.
+func TestNonBlockingNoQueueSequentialSubmitter(t *testing.T) {
+	cases := []struct {
+		name   string
+		submit func(p *qpool.Pool, i int) error
+	}{
+		{"Schedule+Future.Wait", func(p *qpool.Pool, i int) error {
+			_, err := p.Schedule(jobID(i), ok).Wait(context.Background())
+			return err
+		}},
+		{"Submit+Future.Wait(ctx)", func(p *qpool.Pool, i int) error {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := qpool.Submit(p, jobID(i), func(context.Context) (int, error) { return i, nil }).Wait(ctx)
+			return err
+		}},
+		{"Schedule+Done", func(p *qpool.Pool, i int) error {
+			f := p.Schedule(jobID(i), ok)
+			<-f.Done()
+			_, err := f.Wait(context.Background())
+			return err
+		}},
+		{"Schedule+Pool.Wait", func(p *qpool.Pool, i int) error {
+			f := p.Schedule(jobID(i), ok)
+			p.Wait()
+			select {
+			case <-f.Done():
+			default:
+				return errors.New("future unresolved after Pool.Wait")
+			}
+			_, err := f.Wait(context.Background())
+			return err
+		}},
+		{"Go+Pool.Wait", func(p *qpool.Pool, i int) error {
+			err := p.Go(func() {})
+			p.Wait()
+			return err
+		}},
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, idle := range []time.Duration{time.Hour, 0} {
+			for _, c := range cases {
+				p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithQueueSize(0), qpool.WithNonBlocking(),
+					qpool.WithIdleTimeout(idle), qpool.WithResultTTL(0))
+				var full int
+				const n = 2000
+				for i := range n {
+					err := c.submit(p, i)
+					if errors.Is(err, qpool.ErrQueueFull) {
+						full++
+					} else if err != nil {
+						t.Errorf("%s, idle timeout %v: %v", c.name, idle, err)
+					}
+				}
+				if full > 0 {
+					t.Errorf("%s, idle timeout %v: %d of %d sequential submissions refused with ErrQueueFull while the worker was free",
+						c.name, idle, full, n)
+				}
+				if err := p.Close(); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}()
+	watchdog(t, done, "a sequential submitter hung")
 }
 
 // TestPoolContextCauseReachesRacingSubmitters cancels the pool's context

@@ -26,6 +26,9 @@ func (p *Pool) enqueue(t task) error {
 		return nil
 	}
 	if p.cfg.nonBlocking {
+		if p.freeMode == freeIdle && p.handToFreed(t) {
+			return nil
+		}
 		return ErrQueueFull
 	}
 	if p.closed.Load() {
@@ -49,6 +52,24 @@ func (p *Pool) handTo(t task) bool {
 	default:
 		return false
 	}
+}
+
+// handToFreed hands t to a worker that counts itself idle but is not yet
+// waiting for a hand-off. In a pool with no queue a worker counts itself
+// idle before the outcome of its task is published (see workerState.free),
+// so a submitter that has seen the outcome finds it counted, perhaps still
+// on its way. Such a worker runs only pool code until it waits for a task
+// or leaves the count (a Resize, an exit token, the pool quitting), so the
+// wait is short: it ends once the hand-off succeeds or no worker counts
+// itself idle (another submitter took it: then the pool is full).
+func (p *Pool) handToFreed(t task) bool {
+	for p.idle.Load() > 0 {
+		if p.handTo(t) {
+			return true
+		}
+		runtime.Gosched()
+	}
+	return false
 }
 
 // yieldForRoom lets other goroutines run once, then queues t if that made
@@ -196,7 +217,38 @@ type workerState struct {
 	pool      *Pool
 	current   *job // the job being run, for runtime.Goexit
 	normal    bool // the worker returned rather than Goexit
+	idle      bool // counted in pool.idle already, by free
 	uncounted bool // no longer counted in pool.workers: it must exit
+}
+
+// How a worker makes itself available again once its task has ended (see
+// workerState.free).
+const (
+	freeLate uint8 = iota // a pool with a queue: when it finds the queue empty
+	freeIdle              // no queue: it counts itself idle before the task's outcome is published
+	freeExit              // no queue and no idle timeout: it stops counting itself first
+)
+
+// free runs when the worker's task has ended, just before its outcome is
+// published (the future resolved, or the job counted finished for Wait),
+// in a pool with no queue. There a worker whose task has ended always goes
+// on to wait for a hand-off (or exits, with no idle timeout) and takes
+// nothing else first, so counting itself now costs nothing more, and
+// whoever sees the outcome sees the worker free: a submitter that waited
+// for a job can hand it the next one (handToFreed) or start a worker in
+// its place, and is never refused with ErrQueueFull by a worker that is
+// only on its way back.
+func (w *workerState) free() {
+	p := w.pool
+	switch p.freeMode {
+	case freeIdle:
+		p.idle.Add(1)
+		w.idle = true
+	case freeExit:
+		p.workers.Add(-1)
+		w.uncounted = true
+		p.roomMade() // a waiting submitter may start a worker in its place
+	}
 }
 
 // overLimit reports whether the pool runs more workers than its limit,
@@ -220,6 +272,9 @@ func (p *Pool) overLimit() bool {
 // in hand retires and passes the task on.
 func (w *workerState) next() (task, bool) {
 	p := w.pool
+	if w.uncounted {
+		return task{}, false // free stopped counting it: exit
+	}
 	for {
 		t, ok := w.receive()
 		if ok && (t.j != nil || t.fn != nil) {
@@ -268,10 +323,17 @@ func (p *Pool) pass(t task) {
 // looks for idle workers to wake, so one of the two sees the other.
 func (w *workerState) receive() (task, bool) {
 	p := w.pool
-	if t, ok := p.take(); ok {
-		return t, true
+	counted := w.idle // by free: a pool with no queue, nothing to take
+	w.idle = false
+	if !counted {
+		if t, ok := p.take(); ok {
+			return t, true
+		}
 	}
 	if p.overLimit() && w.retire() {
+		if counted {
+			p.idle.Add(-1)
+		}
 		w.uncounted = true
 		p.roomMade() // as in next: the limit may have grown again
 		return task{}, false
@@ -279,7 +341,9 @@ func (w *workerState) receive() (task, bool) {
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
 	}
-	p.idle.Add(1)
+	if !counted {
+		p.idle.Add(1)
+	}
 	for {
 		if t, ok := p.take(); ok {
 			if p.idle.Add(-1) > 0 {
@@ -380,7 +444,7 @@ func (w *workerState) run(t task) {
 		case <-p.aborted:
 			p.dropFunc(p.abortErr) // its send raced with the drain
 		default:
-			p.runFunc(t.fn)
+			w.runFunc(t.fn)
 		}
 		return
 	}
@@ -400,16 +464,23 @@ func (w *workerState) run(t task) {
 	j.r.forget()
 	p.running.Add(-1)
 	w.current = nil
+	if p.freeMode != freeLate {
+		w.free()
+	}
 	p.resolve(j, err, panicked)
 }
 
 // runFunc runs a function from Go, recovering and logging a panic. A
 // function that calls runtime.Goexit is accounted for by the worker's exit.
-func (p *Pool) runFunc(fn func()) {
+func (w *workerState) runFunc(fn func()) {
+	p := w.pool
 	normal := false
 	defer func() {
 		if normal {
 			p.stats.succeeded.Add(1)
+			if p.freeMode != freeLate {
+				w.free()
+			}
 			p.done()
 			return
 		}
@@ -420,6 +491,9 @@ func (p *Pool) runFunc(fn func()) {
 		p.stats.panicked.Add(1)
 		p.stats.failed.Add(1)
 		p.cfg.logger.Error("qpool: recovered panic", "panic", r, "stack", string(debug.Stack()))
+		if p.freeMode != freeLate {
+			w.free()
+		}
 		p.done()
 	}()
 	fn()
