@@ -153,6 +153,31 @@ func (p *Pool) signal(bell chan struct{}) bool {
 	}
 }
 
+// The wake-up protocol (hand-off and bell). Invariant: a queued task
+// always has a worker that will look at the queue (running, woken or
+// starting), and a task sent on handoff is received by a worker that
+// counts itself idle. It rests on:
+//   - two Dekker pairs of sequentially consistent atomics: a submitter
+//     pushes, then reads idle (ensureWorker), while a worker adds itself to
+//     idle, then looks at the queue once more (receive); and a worker that
+//     leaves the idle count last, or stops counting itself a worker while
+//     the pool is within its limit, looks at the queue afterwards and
+//     starts a worker for what it finds (lastIdleLeft, next's re-check,
+//     exit's Goexit path), while a submitter that pushed reads the counts
+//     after its push;
+//   - the bell, which holds one wake-up: a push that finds it rung already
+//     starts a worker instead, as the pending wake-up may be spoken for,
+//     and a woken worker takes a task or looks again;
+//   - handoff, unbuffered: a send succeeds only into a worker parked in
+//     receive, which leaves the idle count as it takes the task.
+//
+// Who may break it: a push not followed by ensureWorker; a worker that
+// stops counting itself idle, or a worker, without that last look (one
+// that retires above the limit leaves at least the limit counted, each
+// running or about to look); a woken worker that goes back to sleep
+// without looking. Counting itself idle before it waits (free, in a pool
+// with no queue) keeps it: such a worker looks after counting itself.
+//
 // ensureWorker makes sure that a task just queued has a worker coming: it
 // wakes an idle worker, or starts one when none is idle, or when a wake-up
 // is already pending for an earlier task. Idle workers count themselves
