@@ -54,6 +54,8 @@
 //	dependent hand-off    a dependency finishing while   the job finds room, or abort       Pool.Close
 //	                      the queue is full
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
+//	shutdown wake-up      Shutdown's ctx ending while    it has woken Shutdown's wait       Pool.Shutdown
+//	                      Shutdown waits
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close*
