@@ -439,11 +439,15 @@ func TestPoolContextCauseReachesRacingSubmitters(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(context.Background())
 			p := qpool.NewPool(qpool.WithContext(ctx), qpool.WithWorkers(2), qpool.WithQueueSize(round%3), qpool.WithLogger(discardLogger()))
 			var submitters sync.WaitGroup
+			var submissions atomic.Int64
 			errs := make(chan error, 1024)
 			for s := range 4 {
 				submitters.Go(func() {
 					rejected := 0
 					for i := 0; rejected < 3; i++ {
+						if submissions.Add(1)%16 == 0 {
+							runtime.Gosched() // let the canceller in, even on one processor
+						}
 						var err error
 						if i%2 == 0 {
 							err = p.Go(func() {})
@@ -460,7 +464,7 @@ func TestPoolContextCauseReachesRacingSubmitters(t *testing.T) {
 					}
 				})
 			}
-			for range rand.IntN(100) {
+			for n := int64(rand.IntN(40)); submissions.Load() < n; {
 				runtime.Gosched()
 			}
 			cancel(cause)
