@@ -24,8 +24,6 @@ type Pool struct {
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 	procs   int             // GOMAXPROCS when the pool was built
 
-	freeMode uint8 // how a worker makes itself available after a task: freeLate, freeIdle or freeExit
-
 	jobDefaults jobConfig // of every job submitted without options
 
 	queue   taskRing      // tasks waiting for a worker
@@ -37,6 +35,7 @@ type Pool struct {
 	quit    chan struct{} // closed when the pool is finished: idle workers exit
 
 	closed     atomic.Bool
+	freeMode   uint8 // how a worker makes itself available after a task (freeLate, freeIdle, freeExit); in closed's padding
 	maxWorkers atomic.Int64
 	workers    atomic.Int64 // live worker goroutines
 	roomWait   atomic.Int64 // submitters waiting for room in the queue
