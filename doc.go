@@ -61,6 +61,8 @@
 //	context watcher       NewPool with WithContext       the context ends (runs once)       Pool.Close
 //	group watcher         NewGroup with a cancellable    the context ends (runs once)       Group.Wait
 //	                      context
+//	shutdown wake-up      Shutdown's ctx ending while    it has woken Shutdown's wait       Pool.Shutdown
+//	                      Shutdown waits
 //	job timeout           an attempt with WithTimeout    the attempt ends                   the worker
 //	watch feed            Entanglement.Watch             ctx ends, Close, expiry            Entanglement.Close
 //	reaper                a TTL > 0 (a timer, no loop)   fires, or Close stops it           Entanglement.Close*

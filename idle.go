@@ -24,17 +24,46 @@ type idleReaper struct {
 	lastSeen uint64 // submissions counted at the last firing
 }
 
-// armReaper starts the reaper's timer if it is not running. Called when a
-// worker starts, and by the reaper itself while there is work for it.
+// addWorker counts a worker about to start in the pool's WaitGroup and
+// arms the reaper, unless finish has stopped the reaper (then it reports
+// false and the worker must not start). The Add happens under the reaper's
+// lock, which finish takes to stop the reaper before it waits: so every
+// Add happens before finish's Wait, or none. A submitter that queued a
+// task may look for a worker for it (ensureWorker) after a worker has run
+// it and the pool has drained; without this, its spawn could race Close's
+// and Shutdown's Wait and leave a worker running after they returned.
+// finish runs only once no job is pending, so what it refuses is never a
+// worker with a task of its own.
+func (p *Pool) addWorker() bool {
+	r := &p.reaper
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return false
+	}
+	p.wg.Add(1)
+	p.armLocked()
+	return true
+}
+
+// armReaper starts the reaper's timer if it is not running. Called by the
+// reaper itself while there is work for it (and, through addWorker, when a
+// worker starts).
 func (p *Pool) armReaper() {
-	d := p.cfg.idleTimeout
-	if d <= 0 {
+	if p.cfg.idleTimeout <= 0 {
 		return // workers exit as soon as the queue is empty
 	}
 	r := &p.reaper
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.armed || r.stopped {
+	p.armLocked()
+}
+
+// armLocked is armReaper with the reaper's lock held.
+func (p *Pool) armLocked() {
+	d := p.cfg.idleTimeout
+	r := &p.reaper
+	if d <= 0 || r.armed || r.stopped {
 		return
 	}
 	r.armed = true

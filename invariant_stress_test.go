@@ -906,6 +906,13 @@ func (r *invPool) checkOutcome(j *invJob, err error) {
 		if !failedDep {
 			r.c.fail("outcome", "job %s: %v, but none of its dependencies failed", j.id, err)
 		}
+	case errors.Is(err, qpool.ErrUnknownDependency):
+		// Every round keeps the default dependency window (a minute), so
+		// only an ID that was never submitted, or whose job the pool
+		// refused (never registered), may be unknown.
+		if !j.unknownDep && !anyRefused(j.deps) {
+			r.c.fail("outcome", "job %s: %v, though its dependencies were accepted and finished within the window", j.id, err)
+		}
 	case errors.Is(err, qpool.ErrInvalidJob):
 		if len(j.deps) == 0 && !j.unknownDep {
 			r.c.fail("outcome", "job %s without dependencies: %v", j.id, err)
@@ -1588,4 +1595,19 @@ func (x *invEnt) checkEnded() {
 			x.c.fail("watch-open", "a watch from %d still open after Close returned and its reader ended", w.since)
 		}
 	}
+}
+
+// anyRefused reports whether one of deps was refused by the pool, and so
+// never registered under its ID: its error is one Submit gives a job it
+// does not accept.
+func anyRefused(deps []*invJob) bool {
+	for _, d := range deps {
+		_, err := d.wait(nil)
+		for _, refusal := range []error{qpool.ErrPoolClosed, qpool.ErrQueueFull, qpool.ErrDuplicateJob, qpool.ErrInvalidJob, qpool.ErrUnknownDependency} {
+			if errors.Is(err, refusal) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -112,6 +112,19 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func (j *job) isDone() bool { return j.state.Load() == stateDone }
 
+// The Done protocol. Invariant: a job is resolved exactly once, and once
+// it is, every channel doneChan has returned or will return is closed and
+// every resolved.Wait returns. tryResolve admits one resolver (the CAS to
+// stateResolving) and writes err before it stores stateDone, so a reader
+// that sees stateDone sees the final err; that resolver then calls wake
+// exactly once, which releases resolved and closes done if flagHasDone is
+// set. j.done is written only by the caller that set flagMakingDone, and
+// only before it sets flagHasDone; nobody reads it before seeing that flag.
+// Who may break it: a resolution that skips wake or calls it twice (every
+// successful tryResolve is followed by one wake: resolve, reject), a
+// state store of stateDone outside tryResolve, or a write of j.done after
+// flagHasDone is set.
+//
 // doneChan returns a channel closed when the job is resolved, allocating it
 // only for the first caller that has to wait, without a lock: the caller
 // that sets flagMakingDone makes the channel and then sets flagHasDone,

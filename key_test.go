@@ -260,7 +260,7 @@ func TestKeyConcurrentUpdates(t *testing.T) {
 				}
 			})
 		}
-		watchdog(t, &wg)
+		watchGroup(t, &wg)
 		close(errs)
 		for err := range errs {
 			require.NoError(t, err)
@@ -271,16 +271,12 @@ func TestKeyConcurrentUpdates(t *testing.T) {
 	})
 }
 
-// watchdog waits for wg, failing the test instead of hanging.
-func watchdog(t *testing.T, wg *sync.WaitGroup) {
+// watchGroup waits for wg, failing the test instead of hanging.
+func watchGroup(t *testing.T, wg *sync.WaitGroup) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("watchdog: goroutines still running after 20s")
-	}
+	watchdog(t, done, "goroutines still running")
 }
 
 // TestKeyBadInput checks each error of the typed methods: an unnamed key,
@@ -373,10 +369,10 @@ func TestKeyAwait(t *testing.T) {
 					}
 				})
 			}
-			watchdog(t, &setters)
-			watchdog(t, &wg)
+			watchGroup(t, &setters)
+			watchGroup(t, &wg)
 			cancel() // only the waiter on never is left
-			watchdog(t, &neverWG)
+			watchGroup(t, &neverWG)
 			close(errs)
 			for err := range errs {
 				require.NoError(t, err)
@@ -430,7 +426,7 @@ func TestKeyWatch(t *testing.T) {
 				}
 			}
 		})
-		watchdog(t, &wg)
+		watchGroup(t, &wg)
 		close(errs)
 		for err := range errs {
 			require.NoError(t, err)

@@ -88,7 +88,9 @@ func (o queueSizeOption) String() string          { return fmt.Sprintf("WithQueu
 type nonBlockingOption struct{}
 
 // WithNonBlocking makes a submission to a full queue fail at once with
-// [ErrQueueFull] instead of waiting for room.
+// [ErrQueueFull] instead of waiting for room. A worker whose last job has
+// resolved (its future, or [Pool.Wait]) counts as free: with no queue, a
+// submission that follows it is handed to that worker, not refused.
 func WithNonBlocking() Option { return nonBlockingOption{} }
 
 func (nonBlockingOption) applyPool(c *poolConfig) { c.nonBlocking = true }
@@ -99,7 +101,8 @@ type contextOption struct{ ctx context.Context }
 // WithContext ties the pool to ctx. Jobs' contexts carry ctx's values. When
 // ctx ends the pool shuts down at once: it accepts nothing more, cancels the
 // running jobs and fails the queued ones with an error that wraps both
-// [ErrPoolClosed] and [context.Cause] of ctx. A nil ctx is ignored.
+// [ErrPoolClosed] and [context.Cause] of ctx; every submission refused once
+// ctx has ended gets such an error too. A nil ctx is ignored.
 func WithContext(ctx context.Context) Option { return contextOption{ctx} }
 
 func (o contextOption) applyPool(c *poolConfig) {

@@ -36,6 +36,7 @@ type Pool struct {
 	quit    chan struct{} // closed when the pool is finished: idle workers exit
 
 	closed     atomic.Bool
+	freeMode   uint8 // how a worker makes itself available after a task (freeLate, freeIdle, freeExit); in closed's padding
 	maxWorkers atomic.Int64
 	workers    atomic.Int64 // live worker goroutines
 	roomWait   atomic.Int64 // submitters waiting for room in the queue
@@ -98,6 +99,12 @@ func NewPool(opts ...Option) *Pool {
 		quit:    make(chan struct{}),
 	}
 	p.jobDefaults = jobConfig{pool: p, attempts: 1}
+	if cfg.queueSize == 0 {
+		p.freeMode = freeIdle
+		if cfg.idleTimeout <= 0 {
+			p.freeMode = freeExit
+		}
+	}
 	p.queue.init(cfg.queueSize)
 	p.ids.init(cfg.resultTTL, cfg.depWindow)
 	p.allDone = sync.NewCond(&p.mu)
@@ -143,8 +150,16 @@ func (p *Pool) valid() bool { return p != nil && p.quit != nil }
 
 // accept counts a new job as pending unless intake has stopped. Counting
 // before checking closes the race with Close: either Close sees the job
-// pending and waits for it, or the job sees the pool closed.
+// pending and waits for it, or the job sees the pool closed. A submission
+// that finds intake stopped already does not touch the counts: each
+// refused count-then-check makes the jobs look pending for a moment, and
+// submitters retrying in a loop could keep Close and Shutdown from ever
+// seeing zero (once intake has stopped, each submitter can cause at most
+// one such moment).
 func (p *Pool) accept() bool {
+	if p.closed.Load() {
+		return false
+	}
 	p.accepted.Add(1)
 	if p.closed.Load() {
 		p.done()
@@ -157,12 +172,25 @@ func (p *Pool) accept() bool {
 // ErrPoolClosed, with the cause when the pool's context ended or Shutdown's
 // deadline passed.
 func (p *Pool) closedErr() error {
+	// The pool's context is looked at first, not only through abort: the
+	// watcher stops intake before it publishes the cause, and a submission
+	// refused in between, or after Close stopped intake, must still say
+	// why the pool ended once its context has.
+	if p.cfg.ctx.Err() != nil {
+		return p.contextErr()
+	}
 	select {
 	case <-p.aborted:
 		return p.abortErr
 	default:
 		return ErrPoolClosed
 	}
+}
+
+// contextErr is the error of jobs failed or refused because the pool's
+// context ended.
+func (p *Pool) contextErr() error {
+	return fmt.Errorf("%w: %w", ErrPoolClosed, context.Cause(p.cfg.ctx))
 }
 
 // done marks one accepted job as finished and wakes Wait and Shutdown when
@@ -224,32 +252,53 @@ func (p *Pool) Close() error {
 // accepted jobs until ctx ends. If ctx ends first it cancels the running
 // jobs' contexts, fails the queued and waiting jobs with [ErrPoolClosed],
 // and returns ctx's error without waiting for running functions that ignore
-// their context; a later Close waits for those.
+// their context; a later Close waits for those. A nil return means what
+// Close's does: every accepted job has finished and every goroutine the
+// pool started has ended.
 func (p *Pool) Shutdown(ctx context.Context) error {
 	if !p.valid() {
 		return ErrInvalidPool
 	}
 	p.stopIntake()
+	woken := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
+		defer close(woken)
 		p.mu.Lock()
 		p.allDone.Broadcast()
 		p.mu.Unlock()
 	})
-	defer stop()
-	p.mu.Lock()
-	p.drainers.Add(1)
-	for p.pending() > 0 && ctx.Err() == nil {
-		p.allDone.Wait()
+	drained := p.drainUntil(ctx)
+	if !stop() {
+		<-woken // its goroutine is the pool's too: none may outlive a nil return
 	}
-	p.drainers.Add(-1)
-	p.mu.Unlock()
-	if p.pending() == 0 {
+	if drained {
 		p.finish()
 		return nil
 	}
 	p.abort(fmt.Errorf("%w: shutdown: %w", ErrPoolClosed, context.Cause(ctx)))
 	p.quitOnce.Do(func() { close(p.quit) })
 	return ctx.Err()
+}
+
+// drainUntil waits until no accepted job is pending, and reports true, or
+// until ctx ends, and reports false. Intake has stopped, so a zero seen
+// once is final: a later submission is counted as accepted only until it
+// sees the pool closed, and reading the count again could catch it there
+// (and then abort a pool that has finished, with ctx still live).
+func (p *Pool) drainUntil(ctx context.Context) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drainers.Add(1)
+	defer p.drainers.Add(-1)
+	for {
+		if p.pending() == 0 {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		p.allDone.Wait()
+	}
 }
 
 // stopIntake makes every later submission fail and wakes blocked submitters.
@@ -275,13 +324,14 @@ func (p *Pool) finish() {
 func (p *Pool) contextDone() {
 	defer p.wg.Done()
 	p.stopIntake()
-	p.abort(fmt.Errorf("%w: %w", ErrPoolClosed, context.Cause(p.cfg.ctx)))
+	p.abort(p.contextErr())
 }
 
 // Resize sets the worker limit to n (clamped to at least 1). Growing starts
 // workers for queued jobs at once, which also wakes submitters blocked on a
 // full queue; shrinking lets running jobs finish and retires workers as they
-// become free.
+// become free. Once Resize(n) has returned, no function starts while n or
+// more run: idle workers above the limit retire instead of taking work.
 func (p *Pool) Resize(n int) {
 	if !p.valid() {
 		return

@@ -19,6 +19,18 @@ import "sync/atomic"
 //
 // The ring does not park anyone: the pool wakes idle workers and waiting
 // submitters itself (see Pool.enqueue and workerState.receive).
+//
+// Invariant: each position is claimed by exactly one push and one pop,
+// each by a compare-and-swap that moves tail or head forward only; a cell's
+// task is written only by the push that claimed it while its seq says
+// "free" (2·pos), and read and cleared only by the pop that claimed it
+// while its seq says "full" (2·pos+1). The seq store after the write
+// publishes the task, so every task is taken exactly once and never read
+// half-written. Who may break it: any access to a cell's task or seq
+// outside push and pop, or a position moved other than by these CASes. A
+// push that has claimed its position but not yet published makes pop see
+// an empty ring (later tasks wait behind it); the pusher looks for a worker
+// after publishing (Pool.tryQueue), so the task is not stranded.
 type taskRing struct {
 	_     [64]byte
 	tail  atomic.Uint64 // next position to push: written by submitters

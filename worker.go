@@ -26,6 +26,9 @@ func (p *Pool) enqueue(t task) error {
 		return nil
 	}
 	if p.cfg.nonBlocking {
+		if p.freeMode == freeIdle && p.handToFreed(t) {
+			return nil
+		}
 		return ErrQueueFull
 	}
 	if p.closed.Load() {
@@ -49,6 +52,24 @@ func (p *Pool) handTo(t task) bool {
 	default:
 		return false
 	}
+}
+
+// handToFreed hands t to a worker that counts itself idle but is not yet
+// waiting for a hand-off. In a pool with no queue a worker counts itself
+// idle before the outcome of its task is published (see workerState.free),
+// so a submitter that has seen the outcome finds it counted, perhaps still
+// on its way. Such a worker runs only pool code until it waits for a task
+// or leaves the count (a Resize, an exit token, the pool quitting), so the
+// wait is short: it ends once the hand-off succeeds or no worker counts
+// itself idle (another submitter took it: then the pool is full).
+func (p *Pool) handToFreed(t task) bool {
+	for p.idle.Load() > 0 {
+		if p.handTo(t) {
+			return true
+		}
+		runtime.Gosched()
+	}
+	return false
 }
 
 // yieldForRoom lets other goroutines run once, then queues t if that made
@@ -132,6 +153,31 @@ func (p *Pool) signal(bell chan struct{}) bool {
 	}
 }
 
+// The wake-up protocol (hand-off and bell). Invariant: a queued task
+// always has a worker that will look at the queue (running, woken or
+// starting), and a task sent on handoff is received by a worker that
+// counts itself idle. It rests on:
+//   - two Dekker pairs of sequentially consistent atomics: a submitter
+//     pushes, then reads idle (ensureWorker), while a worker adds itself to
+//     idle, then looks at the queue once more (receive); and a worker that
+//     leaves the idle count last, or stops counting itself a worker while
+//     the pool is within its limit, looks at the queue afterwards and
+//     starts a worker for what it finds (lastIdleLeft, next's re-check,
+//     exit's Goexit path), while a submitter that pushed reads the counts
+//     after its push;
+//   - the bell, which holds one wake-up: a push that finds it rung already
+//     starts a worker instead, as the pending wake-up may be spoken for,
+//     and a woken worker takes a task or looks again;
+//   - handoff, unbuffered: a send succeeds only into a worker parked in
+//     receive, which leaves the idle count as it takes the task.
+//
+// Who may break it: a push not followed by ensureWorker; a worker that
+// stops counting itself idle, or a worker, without that last look (one
+// that retires above the limit leaves at least the limit counted, each
+// running or about to look); a woken worker that goes back to sleep
+// without looking. Counting itself idle before it waits (free, in a pool
+// with no queue) keeps it: such a worker looks after counting itself.
+//
 // ensureWorker makes sure that a task just queued has a worker coming: it
 // wakes an idle worker, or starts one when none is idle, or when a wake-up
 // is already pending for an earlier task. Idle workers count themselves
@@ -151,11 +197,13 @@ func (p *Pool) spawn(t task) bool {
 	if !p.reserveWorker() {
 		return false
 	}
-	p.wg.Add(1)
+	if !p.addWorker() {
+		p.workers.Add(-1) // the pool has finished
+		return false
+	}
 	// Owner: the pool. Ends when the idle reaper retires it, when Resize
 	// shrinks the pool, or at Close; waited in Close.
 	go p.worker(t)
-	p.armReaper()
 	return true
 }
 
@@ -191,26 +239,82 @@ func (p *Pool) worker(t task) {
 
 // workerState is one worker's own bookkeeping.
 type workerState struct {
-	pool    *Pool
-	current *job // the job being run, for runtime.Goexit
-	normal  bool // the worker returned rather than Goexit
+	pool      *Pool
+	current   *job // the job being run, for runtime.Goexit
+	normal    bool // the worker returned rather than Goexit
+	idle      bool // counted in pool.idle already, by free
+	uncounted bool // no longer counted in pool.workers: it must exit
+}
+
+// How a worker makes itself available again once its task has ended (see
+// workerState.free).
+const (
+	freeLate uint8 = iota // a pool with a queue: when it finds the queue empty
+	freeIdle              // no queue: it counts itself idle before the task's outcome is published
+	freeExit              // no queue and no idle timeout: it stops counting itself first
+)
+
+// free runs when the worker's task has ended, just before its outcome is
+// published (the future resolved, or the job counted finished for Wait),
+// in a pool with no queue. There a worker whose task has ended always goes
+// on to wait for a hand-off (or exits, with no idle timeout) and takes
+// nothing else first, so counting itself now costs nothing more, and
+// whoever sees the outcome sees the worker free: a submitter that waited
+// for a job can hand it the next one (handToFreed) or start a worker in
+// its place, and is never refused with ErrQueueFull by a worker that is
+// only on its way back.
+func (w *workerState) free() {
+	p := w.pool
+	switch p.freeMode {
+	case freeIdle:
+		p.idle.Add(1)
+		w.idle = true
+	case freeExit:
+		p.workers.Add(-1)
+		w.uncounted = true
+		p.roomMade() // a waiting submitter may start a worker in its place
+	}
+}
+
+// overLimit reports whether the pool runs more workers than its limit,
+// which only a Resize that lowered it leaves behind.
+func (p *Pool) overLimit() bool {
+	return p.workers.Load() > p.maxWorkers.Load()
 }
 
 // next returns the next task, or false when the worker should exit. A worker
 // that decides to exit re-checks the queue after it stopped counting itself,
 // so a task queued meanwhile is never stranded.
+//
+// The worker limit: at every moment a function runs, the worker running
+// it is counted in pool.workers and found the count within the limit after
+// it had its task in hand: spawn's reservation, for a worker's first task,
+// and the check below, for every later one, however it came (queue,
+// hand-off, bell). So after Resize(n) returns, a task taken later starts
+// only on a worker that saw n, and the functions running number at most n
+// once those that started before have ended. Only retire and exit lower
+// the count, and only between tasks. A worker over the limit with a task
+// in hand retires and passes the task on.
 func (w *workerState) next() (task, bool) {
 	p := w.pool
+	if w.uncounted {
+		return task{}, false // free stopped counting it: exit
+	}
 	for {
-		if p.workers.Load() > p.maxWorkers.Load() && w.retire() {
-			// Resize may have raised the limit again since the retire
-			// read it, and a submitter may have found no place meanwhile.
-			p.roomMade()
-			return task{}, false
-		}
 		t, ok := w.receive()
 		if ok && (t.j != nil || t.fn != nil) {
+			if p.overLimit() && w.retire() {
+				// Resize may have raised the limit again since the
+				// retire read it, and a submitter may have found no
+				// place meanwhile.
+				p.roomMade()
+				p.pass(t)
+				return task{}, false
+			}
 			return t, true
+		}
+		if w.uncounted {
+			return task{}, false // retired in receive
 		}
 		// An exit token, the idle timeout of zero, or the pool quitting.
 		p.workers.Add(-1)
@@ -221,20 +325,50 @@ func (w *workerState) next() (task, bool) {
 	}
 }
 
+// pass finds another worker for a task that this worker took but retired
+// instead of running: the pool was over its limit. The task was accepted,
+// so it must run: pass waits for room as a blocked submitter does (queue,
+// a new worker, an idle one) and fails the task only if the pool aborts.
+func (p *Pool) pass(t task) {
+	if p.waitForRoom(t, p.aborted) {
+		return
+	}
+	if t.j != nil {
+		p.resolve(t.j, jobError(t.j.id, p.abortErr), false)
+		return
+	}
+	p.dropFunc(p.abortErr)
+}
+
 // receive takes the next task from the queue, waiting while the worker is
 // idle, unless the pool has no idle timeout (then an empty queue ends the
-// worker) or is quitting. A worker that waits counts itself idle first and
+// worker) or is quitting. A worker over the limit retires instead of
+// waiting. A worker that waits counts itself idle first and
 // then looks at the queue once more: a submitter queues first and then
 // looks for idle workers to wake, so one of the two sees the other.
 func (w *workerState) receive() (task, bool) {
 	p := w.pool
-	if t, ok := p.take(); ok {
-		return t, true
+	counted := w.idle // by free: a pool with no queue, nothing to take
+	w.idle = false
+	if !counted {
+		if t, ok := p.take(); ok {
+			return t, true
+		}
+	}
+	if p.overLimit() && w.retire() {
+		if counted {
+			p.idle.Add(-1)
+		}
+		w.uncounted = true
+		p.roomMade() // as in next: the limit may have grown again
+		return task{}, false
 	}
 	if p.cfg.idleTimeout <= 0 {
 		return task{}, false
 	}
-	p.idle.Add(1)
+	if !counted {
+		p.idle.Add(1)
+	}
 	for {
 		if t, ok := p.take(); ok {
 			if p.idle.Add(-1) > 0 {
@@ -335,7 +469,7 @@ func (w *workerState) run(t task) {
 		case <-p.aborted:
 			p.dropFunc(p.abortErr) // its send raced with the drain
 		default:
-			p.runFunc(t.fn)
+			w.runFunc(t.fn)
 		}
 		return
 	}
@@ -355,16 +489,23 @@ func (w *workerState) run(t task) {
 	j.r.forget()
 	p.running.Add(-1)
 	w.current = nil
+	if p.freeMode != freeLate {
+		w.free()
+	}
 	p.resolve(j, err, panicked)
 }
 
 // runFunc runs a function from Go, recovering and logging a panic. A
 // function that calls runtime.Goexit is accounted for by the worker's exit.
-func (p *Pool) runFunc(fn func()) {
+func (w *workerState) runFunc(fn func()) {
+	p := w.pool
 	normal := false
 	defer func() {
 		if normal {
 			p.stats.succeeded.Add(1)
+			if p.freeMode != freeLate {
+				w.free()
+			}
 			p.done()
 			return
 		}
@@ -375,6 +516,9 @@ func (p *Pool) runFunc(fn func()) {
 		p.stats.panicked.Add(1)
 		p.stats.failed.Add(1)
 		p.cfg.logger.Error("qpool: recovered panic", "panic", r, "stack", string(debug.Stack()))
+		if p.freeMode != freeLate {
+			w.free()
+		}
 		p.done()
 	}()
 	fn()
