@@ -23,7 +23,12 @@ var ids = func() []string {
 }()
 
 func BenchmarkScheduleWait(b *testing.B) {
-	p := qpool.NewPool()
+	b.Run("defaults", func(b *testing.B) { scheduleWait(b) })
+	b.Run("nowindow", func(b *testing.B) { scheduleWait(b, qpool.WithDependencyWindow(0)) })
+}
+
+func scheduleWait(b *testing.B, opts ...qpool.Option) {
+	p := qpool.NewPool(opts...)
 	defer p.Close()
 	ctx := context.Background()
 	fn := func() (any, error) { return nil, nil }

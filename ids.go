@@ -107,6 +107,11 @@ func (r *idRegistry) lookup(id string) (*job, outcome, bool) {
 		return j, outcome{}, false
 	}
 	o, ok := s.outcomes.find(h, id)
+	if ok && r.now() > o.expires {
+		// The newest outcome under id is past its window, and so is
+		// every older one: the ID is unknown.
+		return nil, outcome{}, false
+	}
 	return nil, o, ok
 }
 
@@ -157,10 +162,11 @@ func outcomeOf(j *job, expires time.Duration) outcome {
 // expire drops retained jobs whose result TTL has passed, keeping their
 // outcome when the dependency window outlasts the TTL, and outcomes whose
 // window has passed. s.mu must be held.
+//
+// Outcomes are not expired here, on every submission's path: the ring is
+// bounded whatever their windows, and lookup checks the window of the one
+// it finds. The idle reaper (dropFinished) lets expired ones go.
 func (s *idShard) expire(r *idRegistry) {
-	if s.outcomes.n > 0 {
-		s.outcomes.expire(r.now())
-	}
 	if len(s.retained) == 0 {
 		return
 	}
@@ -195,6 +201,7 @@ func (r *idRegistry) dropFinished() (retaining bool) {
 			}
 		} else {
 			s.expire(r)
+			s.outcomes.expire(r.now())
 			s.jobs.fit()
 			retaining = retaining || len(s.retained) > 0 || s.outcomes.n > 0
 		}
