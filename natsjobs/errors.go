@@ -68,7 +68,7 @@ type RemoteError struct {
 	// Message is what the job's error said.
 	Message string
 	// Kind is the error's class: "error", "permanent", "panic", "decode",
-	// "deadline", "canceled", "dependency" or "deliveries".
+	// "deadline", "canceled", "dependency", "deliveries" or "too-large".
 	Kind string
 	// Attempts is how many attempts the job made.
 	Attempts int
@@ -88,6 +88,8 @@ func (e *RemoteError) Unwrap() error {
 		return context.DeadlineExceeded
 	case kindDeliveries:
 		return ErrTooManyDeliveries
+	case kindTooLarge:
+		return ErrPayloadTooLarge
 	}
 	return nil
 }
@@ -102,4 +104,5 @@ const (
 	kindCanceled   = "canceled"
 	kindDependency = "dependency"
 	kindDeliveries = "deliveries"
+	kindTooLarge   = "too-large" // a result too large to record
 )

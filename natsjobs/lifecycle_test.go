@@ -180,6 +180,9 @@ func TestBadInput(t *testing.T) {
 		called.Add(1)
 		return in.Width, nil
 	})
+	natsjobs.Register(reg, "huge", func(_ context.Context, in resizeArgs) (string, error) {
+		return strings.Repeat("y", in.Width), nil
+	})
 	newWorker(t, ts.connect(t), reg, ns)
 	c := newClient(t, ts.connect(t), ns)
 	ctx := wctx(t, 20*time.Second)
@@ -196,6 +199,12 @@ func TestBadInput(t *testing.T) {
 	require.ErrorIs(t, err, natsjobs.ErrPayloadTooLarge)
 	_, err = c.Status(ctx, "big")
 	require.ErrorIs(t, err, natsjobs.ErrUnknownJob, "nothing of a rejected job is stored")
+
+	_, err = natsjobs.Declare[string, int]("typed").Submit(ctx, c, "big-dep", big[:800<<10], qpool.WithDependencies("bad")).Wait(ctx)
+	require.ErrorIs(t, err, natsjobs.ErrPayloadTooLarge, "a job with dependencies keeps its payload in its claim")
+	_, err = natsjobs.Declare[resizeArgs, int]("huge").Submit(ctx, c, "huge", resizeArgs{Width: 1 << 20}).Wait(ctx)
+	require.ErrorIs(t, err, natsjobs.ErrPayloadTooLarge, "a result too large to record fails the job")
+	require.True(t, qpool.IsPermanent(err))
 
 	_, err = natsjobs.Declare[string, int]("typed").Submit(ctx, c, "", "x").Wait(ctx)
 	require.ErrorIs(t, err, natsjobs.ErrInvalidJob)

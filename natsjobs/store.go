@@ -219,7 +219,7 @@ func (r *resultRecord) err() error {
 }
 
 func kindErr(re *RemoteError) error {
-	if re.Kind == kindPermanent || re.Kind == kindDecode {
+	if re.Kind == kindPermanent || re.Kind == kindDecode || re.Kind == kindTooLarge {
 		return qpool.Permanent(re)
 	}
 	return re
@@ -233,6 +233,8 @@ func failure(err error, panicked bool) *errRecord {
 		kind = kindPanic
 	case errors.Is(err, ErrTooManyDeliveries):
 		kind = kindDeliveries
+	case errors.Is(err, ErrPayloadTooLarge):
+		kind = kindTooLarge
 	case qpool.IsPermanent(err):
 		kind = kindPermanent
 	case errors.Is(err, context.DeadlineExceeded):

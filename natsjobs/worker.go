@@ -402,6 +402,11 @@ func (w *Worker) handle(m jetstream.Msg) {
 		}
 		return // handed back: Shutdown nak'ed it for another worker
 	}
+	if err == nil && len(out) > w.s.maxData/4*3 {
+		// The outcome record keeps the value base64-encoded in JSON: one
+		// that cannot fit would fail to be written for ever.
+		err = qpool.Permanent(fmt.Errorf("%w: result of %d bytes", ErrPayloadTooLarge, len(out)))
+	}
 	switch {
 	case err == nil:
 		w.record(ctx, m, &resultRecord{ID: j.ID, OK: true, Value: out, Attempts: attempt})
