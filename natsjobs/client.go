@@ -16,11 +16,9 @@ import (
 // resolves all its futures through one watcher of the results bucket,
 // whatever their number. It is safe for concurrent use. Close it when done.
 type Client struct {
-	s    *store
-	cfg  config
-	stop context.CancelFunc
-	w    jetstream.KeyWatcher
-	done chan struct{} // closed when the watcher's goroutine has ended
+	s   *store
+	cfg config
+	f   *feed // the one watcher of the results bucket
 
 	mu      sync.Mutex
 	closed  bool
@@ -48,39 +46,29 @@ func NewClient(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Cl
 	if _, err := s.ensureStream(ctx, cfg.queue); err != nil {
 		return nil, err
 	}
-	wctx, stop := context.WithCancel(context.Background())
-	// UpdatesOnly: the watcher sees outcomes recorded from now on, which
-	// covers every future: a future registers before its job can finish,
-	// and looks up outcomes recorded earlier itself (Handle.Future).
-	w, err := s.results.WatchAll(wctx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
+	c := &Client{s: s, cfg: cfg, waiters: map[string][]*waiter{}}
+	// The feed sees outcomes recorded from now on, which covers every
+	// future: a future registers before its job can finish, and looks up
+	// outcomes recorded earlier itself (Handle.Future, Result).
+	c.f, err = startFeed(ctx, s.results, js.Conn(), c.onResult)
 	if err != nil {
-		stop()
 		return nil, fmt.Errorf("natsjobs: watch results: %w", err)
 	}
-	c := &Client{s: s, cfg: cfg, stop: stop, w: w, done: make(chan struct{}), waiters: map[string][]*waiter{}}
-	// Owner: the client. Ends when Close stops the watcher, which closes
-	// its channel; Close waits for it.
-	go c.watch()
 	return c, nil
 }
 
-func (c *Client) watch() {
-	defer close(c.done)
-	for e := range c.w.Updates() {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			continue
-		}
-		id, ok := unkey(e.Key())
-		if !ok {
-			continue
-		}
-		r, err := decodeResult(e.Value())
-		if err != nil {
-			c.cfg.logger.Warn("natsjobs: bad result record", "id", id, "err", err)
-			continue
-		}
-		c.deliver(id, r)
+// onResult runs on the feed's goroutine for each outcome recorded.
+func (c *Client) onResult(e jetstream.KeyValueEntry) {
+	id, ok := unkey(e.Key())
+	if !ok {
+		return
 	}
+	r, err := decodeResult(e.Value())
+	if err != nil {
+		c.cfg.logger.Warn("natsjobs: bad result record", "id", id, "err", err)
+		return
+	}
+	c.deliver(id, r)
 }
 
 // deliver hands r to the waiters of id, outside the lock.
@@ -137,9 +125,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	c.mu.Unlock()
-	err := c.w.Stop()
-	c.stop()
-	<-c.done
+	c.f.Close()
 	c.mu.Lock()
 	all := c.waiters
 	c.waiters = map[string][]*waiter{}
@@ -149,7 +135,7 @@ func (c *Client) Close() error {
 			w.deliver(closedRecord)
 		}
 	}
-	return err
+	return nil
 }
 
 // typedWaiter resolves a promise of Out from an outcome record.

@@ -144,3 +144,23 @@ func TestDependencyFailedHead(t *testing.T) {
 	_, err = fx.step.Submit(ctx, c, "self", stepIn{}, qpool.WithDependencies("self")).Wait(ctx)
 	require.ErrorIs(t, err, natsjobs.ErrInvalidJob)
 }
+
+// TestDependencyCycle: a cycle (possible, since a dependency may be
+// submitted later) never runs, and a failure that reaches it ends.
+func TestDependencyCycle(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	fx := newDepFixture(t, ts, ns)
+	c := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 20*time.Second)
+	x := fx.step.Submit(ctx, c, "x", stepIn{ID: "x"}, qpool.WithDependencies("y", "head"))
+	y := fx.step.Submit(ctx, c, "y", stepIn{ID: "y"}, qpool.WithDependencies("x"))
+	head := fx.step.Submit(ctx, c, "head", stepIn{ID: "head", Fail: true})
+	_, err := head.Wait(ctx)
+	require.Error(t, err)
+	for _, f := range []*qpool.Future[string]{x, y} {
+		_, err := f.Wait(ctx)
+		require.ErrorIs(t, err, qpool.ErrDependencyFailed, f.ID())
+	}
+	require.Equal(t, []string{"head"}, fx.ran())
+}

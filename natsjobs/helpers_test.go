@@ -120,3 +120,9 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// restart stops the server and starts a new one on the same port and store.
+func (ts *testServer) restart() {
+	ts.stop()
+	ts.start()
+}

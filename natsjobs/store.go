@@ -32,6 +32,16 @@ const (
 // take beside the payload, within the server's max_payload.
 const headroom = 8 << 10
 
+// opTimeout bounds each server operation (unless the caller's context
+// ends sooner), as jetstream's default does for a context without a
+// deadline: a request lost when the server went away fails after it and
+// is retried, rather than holding its caller until a longer deadline.
+const opTimeout = 5 * time.Second
+
+func opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, opTimeout)
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // store is what a client and a worker share: the KV buckets and the names
@@ -246,6 +256,8 @@ func failure(err error, panicked bool) *errRecord {
 }
 
 func (s *store) getResult(ctx context.Context, id string) (*resultRecord, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
 	e, err := s.results.Get(ctx, key(id))
 	if err != nil {
 		return nil, err
@@ -262,6 +274,8 @@ func decodeResult(b []byte) (*resultRecord, error) {
 }
 
 func (s *store) getJob(ctx context.Context, id string) (*jobRecord, uint64, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
 	e, err := s.jobs.Get(ctx, key(id))
 	if err != nil {
 		return nil, 0, err
@@ -283,6 +297,8 @@ func (s *store) record(ctx context.Context, r *resultRecord) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
 	if _, err := s.results.Create(ctx, key(r.ID), b); err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return false, nil
@@ -323,6 +339,9 @@ func (s *store) finish(ctx context.Context, r *resultRecord) error {
 // and a worker that gets a job with an outcome drops it.
 func (s *store) release(ctx context.Context, done *resultRecord) error {
 	stack := []*resultRecord{done}
+	// seen keeps a failure from walking a cycle for ever: dependencies may
+	// name jobs submitted later, so nothing stops a cycle being submitted.
+	seen := map[string]bool{done.ID: true}
 	for len(stack) > 0 {
 		r := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -333,12 +352,19 @@ func (s *store) release(ctx context.Context, done *resultRecord) error {
 		for _, d := range dependents {
 			if !r.OK {
 				fr := dependencyFailure(d, r)
-				created, err := s.record(ctx, fr)
+				if _, err := s.record(ctx, fr); err != nil {
+					return err
+				}
+				// Walk on from the outcome recorded, whoever recorded it: a
+				// releaser that failed half-way (its message comes back) is
+				// finished by the next one, which finds the first part done.
+				cur, err := s.getResult(ctx, d)
 				if err != nil {
 					return err
 				}
-				if created {
-					stack = append(stack, fr)
+				if !cur.OK && !seen[d] {
+					seen[d] = true
+					stack = append(stack, cur)
 				}
 				continue
 			}
@@ -346,7 +372,8 @@ func (s *store) release(ctx context.Context, done *resultRecord) error {
 			if err != nil {
 				return err
 			}
-			if fr != nil {
+			if fr != nil && !seen[d] {
+				seen[d] = true
 				stack = append(stack, fr)
 			}
 		}
@@ -368,6 +395,8 @@ func dependencyFailure(id string, dep *resultRecord) *resultRecord {
 }
 
 func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
 	l, err := s.deps.ListKeysFiltered(ctx, key(id)+".*")
 	if err != nil {
 		return nil, err
@@ -379,6 +408,12 @@ func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 				out = append(out, d)
 			}
 		}
+	}
+	// The lister closes its channel when ctx ends too: a list cut short
+	// must not pass for the whole list, or a dependent would never be
+	// released.
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -409,12 +444,10 @@ func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) 
 			return nil, err
 		}
 		if !dr.OK {
-			fr := dependencyFailure(id, dr)
-			created, err := s.record(ctx, fr)
-			if err != nil || !created {
+			if _, err := s.record(ctx, dependencyFailure(id, dr)); err != nil {
 				return nil, err
 			}
-			return fr, nil
+			return s.getResult(ctx, id) // whoever recorded it: see release
 		}
 	}
 	return nil, s.publish(ctx, j, j.Payload, 1, time.Time{})
@@ -454,6 +487,8 @@ func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, att
 			opts = append(opts, jetstream.WithScheduleAt(notBefore), jetstream.WithScheduleTarget(s.runSubject(j.Queue)))
 		}
 	}
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
 	_, err := s.js.PublishMsg(ctx, m, opts...)
 	return err
 }

@@ -23,6 +23,11 @@ const consumerName = "workers"
 // fetch loop to notice it.
 const fetchWait = 300 * time.Millisecond
 
+// phaseTimeout bounds the server work of one delivery before the handler
+// runs, and again after it (each operation is bounded by opTimeout too).
+// Releasing the dependents of a failed job of a long chain is the longest.
+const phaseTimeout = 2 * time.Minute
+
 // retryDelay is how long a job waits after a worker could not write its
 // outcome (the server was unreachable) before it is delivered again.
 const retryDelay = time.Second
@@ -45,9 +50,7 @@ type Worker struct {
 	fetchDone chan struct{}
 	stopHB    chan struct{}
 	hbDone    chan struct{}
-	cw        jetstream.KeyWatcher
-	cwStop    context.CancelFunc
-	cwDone    chan struct{}
+	cf        *feed          // the cancels bucket
 	inflight  sync.WaitGroup // handle calls under way
 	shutOnce  sync.Once
 
@@ -134,26 +137,21 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: consumer of queue %q: %w", cfg.queue, err)
 	}
-	cwCtx, cwStop := context.WithCancel(context.Background())
-	cw, err := s.cancels.WatchAll(cwCtx, jetstream.UpdatesOnly(), jetstream.IgnoreDeletes())
-	if err != nil {
-		cwStop()
-		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
-	}
 	w := &Worker{
 		s: s, cfg: cfg, reg: reg, cons: cons,
 		pool:      qpool.NewPool(qpool.WithWorkers(cfg.concurrency), qpool.WithQueueSize(cfg.concurrency)),
 		slots:     make(chan struct{}, cfg.concurrency),
 		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
 		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
-		cw: cw, cwStop: cwStop, cwDone: make(chan struct{}),
 		running: map[*run]struct{}{}, canceled: map[string]time.Time{},
 	}
-	// Owner of the three: the worker. They end in Shutdown, which waits
-	// for each.
+	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
+		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
+	}
+	// Owner of the two: the worker. They end in Shutdown, which waits for
+	// each.
 	go w.fetchLoop()
 	go w.heartbeats()
-	go w.watchCancels()
 	return w, nil
 }
 
@@ -266,37 +264,32 @@ func (w *Worker) heartbeats() {
 // between a worker's look for an outcome and its registration of the job.
 const cancelMemory = time.Minute
 
-// watchCancels cancels the context of a running job whose cancel marker
-// arrives.
-func (w *Worker) watchCancels() {
-	defer close(w.cwDone)
-	for e := range w.cw.Updates() {
-		if e == nil || e.Operation() != jetstream.KeyValuePut {
-			continue
+// onCancel runs on the cancel feed's goroutine for each cancel marker: it
+// cancels the context of the job's runs here, and remembers the marker
+// for a run about to start (see begin).
+func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
+	id, ok := unkey(e.Key())
+	if !ok {
+		return
+	}
+	now := time.Now()
+	var cancels []context.CancelCauseFunc
+	w.mu.Lock()
+	for k, t := range w.canceled {
+		if now.Sub(t) > cancelMemory {
+			delete(w.canceled, k)
 		}
-		id, ok := unkey(e.Key())
-		if !ok {
-			continue
+	}
+	w.canceled[id] = now
+	for r := range w.running {
+		if r.id == id {
+			r.canceled = true
+			cancels = append(cancels, r.cancel)
 		}
-		now := time.Now()
-		var cancels []context.CancelCauseFunc
-		w.mu.Lock()
-		for k, t := range w.canceled {
-			if now.Sub(t) > cancelMemory {
-				delete(w.canceled, k)
-			}
-		}
-		w.canceled[id] = now
-		for r := range w.running {
-			if r.id == id {
-				r.canceled = true
-				cancels = append(cancels, r.cancel)
-			}
-		}
-		w.mu.Unlock()
-		for _, c := range cancels {
-			c(context.Canceled)
-		}
+	}
+	w.mu.Unlock()
+	for _, c := range cancels {
+		c(context.Canceled)
 	}
 }
 
@@ -331,7 +324,11 @@ func (w *Worker) end(r *run) (handedBack, canceled bool) {
 // its dependents released) then the message acknowledged, a retry
 // published then the message acknowledged, or the message given back.
 func (w *Worker) handle(m jetstream.Msg) {
-	ctx := context.Background()
+	// Every server operation is bounded, so that no call can hold a slot
+	// for ever (a KV listing whose consumer a server restart lost waits for
+	// its heartbeats to notice); the message comes back if one fails.
+	ctx, cancelOps := context.WithTimeout(context.Background(), phaseTimeout)
+	defer cancelOps()
 	j, attempt, err := jobFromHeaders(m.Headers(), w.cfg.queue)
 	if err != nil {
 		w.cfg.logger.Error("natsjobs: dropping malformed message", "err", err)
@@ -396,6 +393,9 @@ func (w *Worker) handle(m jetstream.Msg) {
 	}
 	w.stats.ran.Add(1)
 	out, decodeFailed, err, panicked := call(attemptCtx, h, w.cfg.codec, m.Data())
+	cancelOps()
+	ctx, cancelOps = context.WithTimeout(context.Background(), phaseTimeout) // for what follows the handler
+	defer cancelOps()
 	if handedBack, canceled := w.end(r); handedBack || canceled {
 		if canceled {
 			_ = m.Ack() // the canceller recorded the outcome
@@ -538,9 +538,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		}
 		close(w.stopHB)
 		<-w.hbDone
-		_ = w.cw.Stop()
-		w.cwStop()
-		<-w.cwDone
+		w.cf.Close()
 		_ = w.pool.Close()
 	})
 	return err
