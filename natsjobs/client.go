@@ -179,6 +179,18 @@ func typedWaiter[Out any](codec qpool.Codec, resolve func(Out, error) bool) *wai
 // server that is down fails the submission within ctx. Cancel on the
 // returned future does nothing: use [Client.Cancel].
 func (h Handle[In, Out]) Submit(ctx context.Context, c *Client, id string, in In, opts ...qpool.JobOption) *qpool.Future[Out] {
+	return h.SubmitAt(ctx, c, id, in, time.Time{}, opts...)
+}
+
+// SubmitAt is [Handle.Submit] for a job that must not start before at (a
+// zero or past at starts it at once). The job waits in the stream as a
+// scheduled message (nats-server 2.12+), holding no worker and no slot of
+// the consumer's MaxAckPending; schedules have a precision of a second,
+// and a worker that gets the job early puts it back for the remaining
+// moment, so it never starts before at (by the workers' clocks). With
+// dependencies, it starts at at or once they have succeeded, whichever is
+// later. Cancel it like any job.
+func (h Handle[In, Out]) SubmitAt(ctx context.Context, c *Client, id string, in In, at time.Time, opts ...qpool.JobOption) *qpool.Future[Out] {
 	f, resolve := qpool.NewPromise[Out](id)
 	var zero Out
 	if c == nil {
@@ -191,7 +203,7 @@ func (h Handle[In, Out]) Submit(ctx context.Context, c *Client, id string, in In
 		return f
 	}
 	w := typedWaiter(c.cfg.codec, resolve)
-	if err := c.submit(ctx, h.name, id, payload, qpool.SpecOf(opts...), w); err != nil {
+	if err := c.submit(ctx, h.name, id, payload, qpool.SpecOf(opts...), at, w); err != nil {
 		resolve(zero, err)
 	}
 	return f
@@ -227,7 +239,7 @@ func (h Handle[In, Out]) Future(ctx context.Context, c *Client, id string) *qpoo
 	return f
 }
 
-func (c *Client) submit(ctx context.Context, name, id string, payload []byte, spec qpool.JobSpec, w *waiter) error {
+func (c *Client) submit(ctx context.Context, name, id string, payload []byte, spec qpool.JobSpec, at time.Time, w *waiter) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: empty id", ErrInvalidJob)
@@ -257,7 +269,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 		}
 	}
 	j := &jobRecord{ID: id, Name: name, Queue: c.cfg.queue, Deps: deps, Attempts: spec.Attempts,
-		Timeout: spec.Timeout, Backoff: spec.Backoff, Submitted: time.Now()}
+		Timeout: spec.Timeout, Backoff: spec.Backoff, Submitted: time.Now(), NotBefore: at}
 	if len(deps) > 0 {
 		j.Payload = payload // a releaser publishes it later
 	}
@@ -278,7 +290,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
 	}
 	if len(deps) == 0 {
-		err = c.s.publish(ctx, j, payload, 1, time.Time{})
+		err = c.s.publish(ctx, j, payload, 1, at)
 	} else {
 		err = c.link(ctx, j)
 	}

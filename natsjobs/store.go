@@ -181,6 +181,7 @@ type jobRecord struct {
 	Timeout   time.Duration `json:"timeout,omitempty"`
 	Backoff   time.Duration `json:"backoff,omitempty"`
 	Submitted time.Time     `json:"submitted"`
+	NotBefore time.Time     `json:"not_before,omitzero"` // a delayed job: Handle.SubmitAt
 	// Unhandled is set by a worker that received the job but has no
 	// handler for Name: the job waits for a worker that has one.
 	Unhandled *unhandled `json:"unhandled,omitempty"`
@@ -450,7 +451,7 @@ func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) 
 			return s.getResult(ctx, id) // whoever recorded it: see release
 		}
 	}
-	return nil, s.publish(ctx, j, j.Payload, 1, time.Time{})
+	return nil, s.publish(ctx, j, j.Payload, 1, j.NotBefore)
 }
 
 // publish sends attempt of job j to its queue. An attempt that must not
