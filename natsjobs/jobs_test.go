@@ -237,3 +237,43 @@ func TestResultFromAnotherClient(t *testing.T) {
 	_, err = c2.Status(ctx, "nobody")
 	require.ErrorIs(t, err, natsjobs.ErrUnknownJob)
 }
+
+// TestRegisterDefaultsAndPanics: WithRetry given to Register applies to
+// jobs submitted without one; a submission's own WithRetry wins; a panic
+// fails the job at once, kind "panic", not retried.
+func TestRegisterDefaultsAndPanics(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	flaky := natsjobs.Register(reg, "flaky", func(_ context.Context, id string) (int, error) {
+		mu.Lock()
+		calls[id]++
+		n := calls[id]
+		mu.Unlock()
+		if id == "panic" {
+			panic("boom")
+		}
+		return n, fmt.Errorf("attempt %d", n)
+	}, qpool.WithRetry(3, time.Millisecond))
+	newWorker(t, js, reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+	var re *natsjobs.RemoteError
+	_, err := flaky.Submit(ctx, c, "default", "default").Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 3, re.Attempts, "Register's WithRetry is the default")
+	_, err = flaky.Submit(ctx, c, "own", "own", qpool.WithRetry(2, time.Millisecond)).Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 2, re.Attempts, "the submission's WithRetry wins")
+	_, err = flaky.Submit(ctx, c, "panic", "panic").Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "panic", re.Kind)
+	require.Equal(t, 1, re.Attempts)
+	require.Contains(t, re.Message, "boom")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"default": 3, "own": 2, "panic": 1}, calls)
+}
