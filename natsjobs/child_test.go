@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -27,6 +28,15 @@ const (
 type workIn struct {
 	ID    string `json:"id"`
 	Sleep int    `json:"sleep_ms"`
+}
+
+// chaosIn is the input of the children's "chaos" job: it fails with
+// probability FailP, or panics.
+type chaosIn struct {
+	ID    string  `json:"id"`
+	FailP float64 `json:"fail_p"`
+	Panic bool    `json:"panic"`
+	Sleep int     `json:"sleep_ms"`
 }
 
 func childMain(mode string) int {
@@ -70,8 +80,26 @@ func runChild(mode string) error {
 		}
 		return name, nil
 	})
+	natsjobs.Register(reg, "chaos", func(ctx context.Context, in chaosIn) (string, error) {
+		outMu.Lock()
+		fmt.Fprintln(out, "start", in.ID)
+		out.Flush()
+		outMu.Unlock()
+		if in.Panic {
+			panic("chaos " + in.ID)
+		}
+		select {
+		case <-time.After(time.Duration(in.Sleep) * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		if rand.Float64() < in.FailP {
+			return "", fmt.Errorf("chaos %s: transient", in.ID)
+		}
+		return in.ID, nil
+	})
 	w, err := natsjobs.NewWorker(ctx, js, reg, natsjobs.WithNamespace(os.Getenv(nsEnv)),
-		natsjobs.WithWorkerName(name), natsjobs.WithConcurrency(2), natsjobs.WithAckWait(time.Second))
+		natsjobs.WithWorkerName(name), natsjobs.WithConcurrency(4), natsjobs.WithAckWait(time.Second))
 	if err != nil {
 		return err
 	}
