@@ -17,11 +17,11 @@ import (
 
 // workerProc is a worker in an OS process of its own.
 type workerProc struct {
-	name  string
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string // its stdout, line by line; closed at its end
-	starts int        // "start" lines read by expect and stop
+	name   string
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string // its stdout, line by line; closed at its end
+	starts int         // "start" lines read by expect and stop
 }
 
 func startWorkerProc(t *testing.T, ts *testServer, ns, name string) *workerProc {
