@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qpool/qpool"
 )
@@ -296,10 +297,22 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	}
 	if err != nil {
 		c.forget(id, w)
+		if ambiguous(err) {
+			// The server may have stored the message and lost only its
+			// reply: removing the claim could let a resubmission under the
+			// same ID be deduplicated against it and wait for ever.
+			return fmt.Errorf("natsjobs: submit %q: outcome unknown, the job may have been stored (Handle.Future waits for it): %w", id, err)
+		}
 		c.unclaim(id, rev)
 		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
 	}
 	return nil
+}
+
+// ambiguous reports whether a failed request may have been carried out:
+// its reply did not come in time.
+func ambiguous(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
 }
 
 // link records j as a dependent of each of its dependencies, then starts
@@ -319,8 +332,9 @@ func (c *Client) link(ctx context.Context, j *jobRecord) error {
 	return c.s.release(ctx, fr)
 }
 
-// unclaim removes the claim of a submission that failed after it was made,
-// so that the ID can be submitted again. It is best effort, with a context
+// unclaim removes the claim of a submission that failed after it was made
+// (with an error that says the publish was not carried out), so that the
+// ID can be submitted again. It is best effort, with a context
 // of its own (the caller's may have ended): if the server is unreachable
 // the claim stays, and submitting the ID again reports ErrDuplicateJob
 // until the retention drops it; [Client.Status] shows such a job as

@@ -59,6 +59,9 @@ func TestSubmitWait(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "image.resize", st.Name)
 	require.NotNil(t, st.Result)
+	// The worker counts an outcome after recording it, which is when the
+	// future may resolve: wait for the count.
+	waitFor(t, 5*time.Second, "the worker to count every outcome", func() bool { return w.Stats().Succeeded == n })
 	require.Equal(t, int64(n), w.Stats().Succeeded)
 }
 
