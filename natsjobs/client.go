@@ -1,0 +1,488 @@
+package natsjobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qpool/qpool"
+)
+
+// Client submits jobs, cancels them and waits for their outcomes. It
+// resolves all its futures through one watcher of the results bucket,
+// whatever their number. It is safe for concurrent use. Close it when done.
+type Client struct {
+	s   *store
+	cfg config
+	f   *feed // the one watcher of the results bucket
+
+	mu      sync.Mutex
+	closed  bool
+	waiters map[string][]*waiter // guarded by mu
+}
+
+// closedRecord is what Close hands the waiters it drops.
+var closedRecord = &resultRecord{}
+
+// waiter is a future (or a Result call) waiting for a job's outcome.
+type waiter struct{ deliver func(*resultRecord) }
+
+// NewClient opens the buckets (making them if no process has) and the
+// stream of its queue, and starts the client's watcher. ctx bounds the
+// setup only.
+func NewClient(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Client, error) {
+	cfg := newConfig(opts)
+	if !nameRE.MatchString(cfg.queue) {
+		return nil, fmt.Errorf("%w: queue %q", ErrInvalidOption, cfg.queue)
+	}
+	s, err := openStore(ctx, js, cfg.common)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.ensureStream(ctx, cfg.queue); err != nil {
+		return nil, err
+	}
+	c := &Client{s: s, cfg: cfg, waiters: map[string][]*waiter{}}
+	// The feed sees outcomes recorded from now on, which covers every
+	// future: a future registers before its job can finish, and looks up
+	// outcomes recorded earlier itself (Handle.Future, Result).
+	c.f, err = startFeed(ctx, s.results, js.Conn(), c.onResult)
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: watch results: %w", err)
+	}
+	return c, nil
+}
+
+// onResult runs on the feed's goroutine for each outcome recorded.
+func (c *Client) onResult(e jetstream.KeyValueEntry) {
+	id, ok := unkey(e.Key())
+	if !ok {
+		return
+	}
+	r, err := decodeResult(e.Value())
+	if err != nil {
+		c.cfg.logger.Warn("natsjobs: bad result record", "id", id, "err", err)
+		return
+	}
+	c.deliver(id, r)
+}
+
+// deliver hands r to the waiters of id, outside the lock.
+func (c *Client) deliver(id string, r *resultRecord) {
+	c.mu.Lock()
+	ws := c.waiters[id]
+	delete(c.waiters, id)
+	c.mu.Unlock()
+	for _, w := range ws {
+		w.deliver(r)
+	}
+}
+
+// await registers w for id's outcome.
+func (c *Client) await(id string, w *waiter) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.waiters[id] = append(c.waiters[id], w)
+	return nil
+}
+
+// forget drops w from id's waiters.
+func (c *Client) forget(id string, w *waiter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ws := c.waiters[id]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(c.waiters, id)
+	} else {
+		c.waiters[id] = ws
+	}
+}
+
+// Close stops the watcher and resolves the futures still waiting with
+// [ErrClosed]. Their jobs go on: another client can wait for them. Close
+// is idempotent.
+func (c *Client) Close() error {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.f.Close()
+	c.mu.Lock()
+	all := c.waiters
+	c.waiters = map[string][]*waiter{}
+	c.mu.Unlock()
+	for _, ws := range all {
+		for _, w := range ws {
+			w.deliver(closedRecord)
+		}
+	}
+	return nil
+}
+
+// typedWaiter resolves a promise of Out from an outcome record.
+func typedWaiter[Out any](codec qpool.Codec, resolve func(Out, error) bool) *waiter {
+	return &waiter{deliver: func(r *resultRecord) {
+		var v Out
+		if r == closedRecord {
+			resolve(v, ErrClosed)
+			return
+		}
+		if !r.OK {
+			resolve(v, r.err())
+			return
+		}
+		if err := codec.Unmarshal(r.Value, &v); err != nil {
+			resolve(v, fmt.Errorf("natsjobs: decode result of %q: %w", r.ID, err))
+			return
+		}
+		resolve(v, nil)
+	}}
+}
+
+// Submit submits a job of h's name under id with input in, to c's queue,
+// and returns its future, which resolves (in this process) when any worker
+// records the job's outcome. The ID is the job's uniqueness key across all
+// processes: if a job with the ID exists (its claim is within the
+// retention), the future fails with [ErrDuplicateJob] and the existing job
+// is left alone.
+//
+// The options are the pool's: [qpool.WithRetry], [qpool.WithTimeout] and
+// [qpool.WithDependencies] work as in a pool, across processes: a
+// dependency may be submitted from another process, before or after this
+// job, and the job runs once every dependency has succeeded (it waits for
+// a dependency not yet submitted, up to the retention). [qpool.WithRetryIf]
+// and [qpool.WithEntanglement] cannot cross processes and fail the future
+// with [ErrLocalOption]: give WithRetryIf to [Register].
+//
+// Submit returns once the job is stored on the server, or fails the
+// future with the error that kept it from being stored: [ErrInvalidJob],
+// [ErrPayloadTooLarge], [ErrClosed], or the server's or ctx's error, so a
+// server that is down fails the submission within ctx. Cancel on the
+// returned future does nothing: use [Client.Cancel].
+func (h Handle[In, Out]) Submit(ctx context.Context, c *Client, id string, in In, opts ...qpool.JobOption) *qpool.Future[Out] {
+	return h.SubmitAt(ctx, c, id, in, time.Time{}, opts...)
+}
+
+// SubmitAt is [Handle.Submit] for a job that must not start before at (a
+// zero or past at starts it at once). The job waits in the stream as a
+// scheduled message (nats-server 2.12+), holding no worker and no slot of
+// the consumer's MaxAckPending; schedules have a precision of a second,
+// and a worker that gets the job early puts it back for the remaining
+// moment, so it never starts before at (by the workers' clocks). With
+// dependencies, it starts at at or once they have succeeded, whichever is
+// later. Cancel it like any job.
+func (h Handle[In, Out]) SubmitAt(ctx context.Context, c *Client, id string, in In, at time.Time, opts ...qpool.JobOption) *qpool.Future[Out] {
+	f, resolve := qpool.NewPromise[Out](id)
+	var zero Out
+	if c == nil {
+		resolve(zero, fmt.Errorf("%w: nil client", ErrInvalidJob))
+		return f
+	}
+	payload, err := c.cfg.codec.Marshal(in)
+	if err != nil {
+		resolve(zero, fmt.Errorf("%w: encode payload: %w", ErrInvalidJob, err))
+		return f
+	}
+	w := typedWaiter(c.cfg.codec, resolve)
+	if err := c.submit(ctx, h.name, id, payload, qpool.SpecOf(opts...), at, w); err != nil {
+		resolve(zero, err)
+	}
+	return f
+}
+
+// Future returns a future for the job with id, submitted by any process,
+// before or after this call: it resolves when the job's outcome is
+// recorded, or at once if it is. ctx bounds only the lookup of an outcome
+// recorded already; a failed lookup resolves the future with its error.
+func (h Handle[In, Out]) Future(ctx context.Context, c *Client, id string) *qpool.Future[Out] {
+	f, resolve := qpool.NewPromise[Out](id)
+	var zero Out
+	if c == nil {
+		resolve(zero, fmt.Errorf("%w: nil client", ErrInvalidJob))
+		return f
+	}
+	w := typedWaiter(c.cfg.codec, resolve)
+	if err := c.await(id, w); err != nil {
+		resolve(zero, err)
+		return f
+	}
+	// Registered before the lookup: an outcome recorded after the lookup
+	// reaches the watcher, one recorded before it is found here.
+	r, err := c.s.getResult(ctx, id)
+	switch {
+	case err == nil:
+		c.forget(id, w)
+		w.deliver(r)
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		c.forget(id, w)
+		resolve(zero, err)
+	}
+	return f
+}
+
+func (c *Client) submit(ctx context.Context, name, id string, payload []byte, spec qpool.JobSpec, at time.Time, w *waiter) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty id", ErrInvalidJob)
+	case name == "":
+		return fmt.Errorf("%w: empty job name", ErrInvalidJob)
+	case spec.RetryIf != nil:
+		return fmt.Errorf("%w: WithRetryIf (give it to Register)", ErrLocalOption)
+	case spec.Entanglement != nil:
+		return fmt.Errorf("%w: WithEntanglement", ErrLocalOption)
+	}
+	limit := c.s.maxData
+	if len(spec.Dependencies) > 0 {
+		limit = limit / 4 * 3 // kept in the JSON claim, base64-encoded, until released
+	}
+	if len(payload) > limit {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrPayloadTooLarge, len(payload), limit)
+	}
+	deps := make([]string, 0, len(spec.Dependencies))
+	seen := map[string]bool{}
+	for _, d := range spec.Dependencies {
+		if d == id || d == "" {
+			return fmt.Errorf("%w: job %q depends on %q", ErrInvalidJob, id, d)
+		}
+		if !seen[d] {
+			seen[d] = true
+			deps = append(deps, d)
+		}
+	}
+	j := &jobRecord{ID: id, Name: name, Queue: c.cfg.queue, Deps: deps, Attempts: spec.Attempts,
+		Timeout: spec.Timeout, Backoff: spec.Backoff, Submitted: time.Now(), NotBefore: at}
+	if len(deps) > 0 {
+		j.Payload = payload // a releaser publishes it later
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := c.await(id, w); err != nil {
+		return err
+	}
+	// The claim: one create per ID, whoever submits it.
+	rev, err := c.s.jobs.Create(ctx, key(id), b)
+	if err != nil {
+		c.forget(id, w)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%w: %q", ErrDuplicateJob, id)
+		}
+		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
+	}
+	if len(deps) == 0 {
+		err = c.s.publish(ctx, j, payload, 1, at)
+	} else {
+		err = c.link(ctx, j)
+	}
+	if err != nil {
+		c.forget(id, w)
+		if ambiguous(err) {
+			// The server may have stored the message and lost only its
+			// reply: removing the claim could let a resubmission under the
+			// same ID be deduplicated against it and wait for ever.
+			return fmt.Errorf("natsjobs: submit %q: outcome unknown, the job may have been stored (Handle.Future waits for it): %w", id, err)
+		}
+		c.unclaim(id, rev)
+		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
+	}
+	return nil
+}
+
+// ambiguous reports whether a failed request may have been carried out:
+// its reply did not come in time.
+func ambiguous(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
+}
+
+// link records j as a dependent of each of its dependencies, then starts
+// it if they have all succeeded, or fails it if one failed (see
+// store.release for why a dependency that finishes meanwhile is not
+// missed).
+func (c *Client) link(ctx context.Context, j *jobRecord) error {
+	for _, d := range j.Deps {
+		if _, err := c.s.deps.Put(ctx, key(d)+"."+key(j.ID), nil); err != nil {
+			return err
+		}
+	}
+	fr, err := c.s.tryStart(ctx, j.ID)
+	if err != nil || fr == nil {
+		return err
+	}
+	return c.s.release(ctx, fr)
+}
+
+// unclaim removes the claim of a submission that failed after it was made
+// (with an error that says the publish was not carried out), so that the
+// ID can be submitted again. It is best effort, with a context
+// of its own (the caller's may have ended): if the server is unreachable
+// the claim stays, and submitting the ID again reports ErrDuplicateJob
+// until the retention drops it; [Client.Status] shows such a job as
+// pending with no message. The revision check keeps it from removing a
+// claim it does not own.
+func (c *Client) unclaim(id string, rev uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = c.s.jobs.Delete(ctx, key(id), jetstream.LastRevision(rev))
+}
+
+// Record is a job's outcome as the results bucket keeps it: the dead-letter
+// record of a job that failed after its last attempt as much as the
+// result of one that succeeded.
+type Record struct {
+	// ID is the job's ID.
+	ID string
+	// Err is the job's error, nil if it succeeded (see [RemoteError]).
+	Err error
+	// Value is the result, encoded with the codec; nil on failure.
+	Value []byte
+	// Attempts is how many attempts ran.
+	Attempts int
+	// Worker names the worker that recorded the outcome (empty for a
+	// cancel or a failed dependency).
+	Worker string
+	// Finished is when the outcome was recorded.
+	Finished time.Time
+}
+
+func toRecord(r *resultRecord) *Record {
+	return &Record{ID: r.ID, Err: r.err(), Value: r.Value, Attempts: r.Attempts, Worker: r.Worker, Finished: r.Finished}
+}
+
+// Result waits until the outcome of job id is recorded, by any process,
+// or ctx ends, and returns it. It waits for a job not yet submitted too.
+func (c *Client) Result(ctx context.Context, id string) (*Record, error) {
+	if c == nil {
+		return nil, ErrInvalidJob
+	}
+	ch := make(chan *resultRecord, 1)
+	w := &waiter{deliver: func(r *resultRecord) { ch <- r }}
+	if err := c.await(id, w); err != nil {
+		return nil, err
+	}
+	r, err := c.s.getResult(ctx, id)
+	if err == nil {
+		c.forget(id, w)
+		return toRecord(r), nil
+	}
+	if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		c.forget(id, w)
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if r == closedRecord {
+			return nil, ErrClosed
+		}
+		return toRecord(r), nil
+	case <-ctx.Done():
+		c.forget(id, w)
+		return nil, context.Cause(ctx)
+	}
+}
+
+// Status is what the server knows of a job now.
+type Status struct {
+	// ID, Name and Queue are the job's.
+	ID, Name, Queue string
+	// Dependencies are the IDs the job waits for.
+	Dependencies []string
+	// Submitted is when the job was claimed.
+	Submitted time.Time
+	// Result is the outcome, nil while the job has none.
+	Result *Record
+	// Unhandled is set when a worker received the job but had no handler
+	// for its name: the job waits for a worker that registers it.
+	Unhandled bool
+	// UnhandledBy and UnhandledSince say which worker found no handler,
+	// first, and when.
+	UnhandledBy    string
+	UnhandledSince time.Time
+}
+
+// Status returns what the server knows of job id, without waiting, or
+// [ErrUnknownJob].
+func (c *Client) Status(ctx context.Context, id string) (*Status, error) {
+	if c == nil {
+		return nil, ErrInvalidJob
+	}
+	st := &Status{ID: id}
+	found := false
+	j, _, err := c.s.getJob(ctx, id)
+	switch {
+	case err == nil:
+		found = true
+		st.Name, st.Queue, st.Dependencies, st.Submitted = j.Name, j.Queue, j.Deps, j.Submitted
+		if j.Unhandled != nil {
+			st.Unhandled, st.UnhandledBy, st.UnhandledSince = true, j.Unhandled.Worker, j.Unhandled.Since
+		}
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, err
+	}
+	r, err := c.s.getResult(ctx, id)
+	switch {
+	case err == nil:
+		found = true
+		st.Result = toRecord(r)
+	case !errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownJob, id)
+	}
+	return st, nil
+}
+
+// Cancel cancels job id from any process. A job that has not started never
+// runs; a running one has its context cancelled on whichever worker runs
+// it. Either way its outcome is recorded at once as cancelled (futures
+// fail with [context.Canceled]), and what a running job's function returns
+// afterwards is discarded. Jobs that depend on it fail with
+// [qpool.ErrDependencyFailed]. Cancel of a finished job does nothing and
+// returns nil; of an ID nobody submitted, [ErrUnknownJob].
+func (c *Client) Cancel(ctx context.Context, id string) error {
+	if c == nil {
+		return ErrInvalidJob
+	}
+	if _, _, err := c.s.getJob(ctx, id); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		if _, err := c.s.getResult(ctx, id); err == nil {
+			return nil
+		}
+		return fmt.Errorf("%w: %q", ErrUnknownJob, id)
+	}
+	r := &resultRecord{ID: id, Error: &errRecord{Kind: kindCanceled, Message: "cancelled by Client.Cancel"}}
+	created, err := c.s.record(ctx, r)
+	if err != nil || !created {
+		return err
+	}
+	// The outcome first, then the marker: a worker that registers the job
+	// as running before it looks for an outcome either finds this one or
+	// is running the job when the marker reaches it (see Worker.begin).
+	if _, err := c.s.cancels.Put(ctx, key(id), nil); err != nil {
+		return err
+	}
+	return c.s.release(ctx, r)
+}

@@ -1,0 +1,282 @@
+package natsjobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qpool/qpool"
+	"github.com/qpool/qpool/natsjobs"
+	"github.com/stretchr/testify/require"
+)
+
+type resizeArgs struct {
+	Name  string `json:"name"`
+	Width int    `json:"width"`
+}
+
+type thumb struct {
+	Name string `json:"name"`
+	Size int    `json:"size"`
+}
+
+// TestSubmitWait: typed jobs round-trip through the server; each record
+// says one attempt and the worker that ran it.
+func TestSubmitWait(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	resize := natsjobs.Register(reg, "image.resize", func(_ context.Context, in resizeArgs) (thumb, error) {
+		return thumb{Name: in.Name + ".thumb", Size: in.Width / 2}, nil
+	})
+	w := newWorker(t, js, reg, ns, natsjobs.WithConcurrency(8))
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+
+	const n = 50
+	futs := make([]*qpool.Future[thumb], n)
+	for i := range futs {
+		futs[i] = resize.Submit(ctx, c, fmt.Sprintf("resize-%d", i), resizeArgs{Name: fmt.Sprint(i), Width: 2 * i})
+	}
+	for i, f := range futs {
+		v, err := f.Wait(ctx)
+		require.NoError(t, err)
+		require.Equal(t, thumb{Name: fmt.Sprint(i) + ".thumb", Size: i}, v)
+	}
+	rec, err := c.Result(ctx, "resize-7")
+	require.NoError(t, err)
+	require.NoError(t, rec.Err)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, w.Name(), rec.Worker)
+	require.JSONEq(t, `{"name":"7.thumb","size":7}`, string(rec.Value))
+	st, err := c.Status(ctx, "resize-7")
+	require.NoError(t, err)
+	require.Equal(t, "image.resize", st.Name)
+	require.NotNil(t, st.Result)
+	// The worker counts an outcome after recording it, which is when the
+	// future may resolve: wait for the count.
+	waitFor(t, 5*time.Second, "the worker to count every outcome", func() bool { return w.Stats().Succeeded == n })
+	require.Equal(t, int64(n), w.Stats().Succeeded)
+}
+
+// TestRetriesAndPermanent: retries follow WithRetry; a Permanent error and
+// WithRetryIf (given to Register) stop them; the record keeps the attempts
+// and the final error (the dead-letter record).
+func TestRetriesAndPermanent(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var calls sync.Map // id -> *atomic.Int32
+	count := func(id string) int32 {
+		v, _ := calls.LoadOrStore(id, new(atomic.Int32))
+		return v.(*atomic.Int32).Add(1)
+	}
+	type in struct {
+		ID        string
+		FailUntil int32 // fail attempts below this one
+		Permanent bool
+		Fatal     bool // an error RetryIf refuses
+	}
+	errFatal := errors.New("fatal")
+	flaky := natsjobs.Register(reg, "flaky", func(_ context.Context, x in) (int32, error) {
+		n := count(x.ID)
+		switch {
+		case x.Permanent:
+			return 0, qpool.Permanent(fmt.Errorf("bad %d", n))
+		case x.Fatal:
+			return 0, errFatal
+		case n < x.FailUntil:
+			return 0, fmt.Errorf("transient %d", n)
+		}
+		return n, nil
+	}, qpool.WithRetryIf(func(err error) bool { return !strings.Contains(err.Error(), "fatal") }))
+	newWorker(t, js, reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+
+	ok := flaky.Submit(ctx, c, "ok", in{ID: "ok", FailUntil: 3}, qpool.WithRetry(3, 5*time.Millisecond))
+	exhausted := flaky.Submit(ctx, c, "exhausted", in{ID: "exhausted", FailUntil: 10}, qpool.WithRetry(3, 5*time.Millisecond))
+	perm := flaky.Submit(ctx, c, "perm", in{ID: "perm", Permanent: true}, qpool.WithRetry(5, 5*time.Millisecond))
+	fatal := flaky.Submit(ctx, c, "fatal", in{ID: "fatal", Fatal: true}, qpool.WithRetry(5, 5*time.Millisecond))
+	// A backoff over a second goes as a scheduled message.
+	sched := flaky.Submit(ctx, c, "sched", in{ID: "sched", FailUntil: 2}, qpool.WithRetry(2, 1100*time.Millisecond))
+
+	v, err := ok.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int32(3), v)
+
+	_, err = exhausted.Wait(ctx)
+	var re *natsjobs.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 3, re.Attempts)
+	require.Contains(t, re.Message, "transient 3")
+	rec, err := c.Result(ctx, "exhausted")
+	require.NoError(t, err)
+	require.Equal(t, 3, rec.Attempts)
+	require.ErrorAs(t, rec.Err, &re)
+
+	_, err = perm.Wait(ctx)
+	require.True(t, qpool.IsPermanent(err), "got %v", err)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 1, re.Attempts)
+
+	_, err = fatal.Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 1, re.Attempts, "RetryIf given to Register stops retries")
+
+	v, err = sched.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int32(2), v)
+	for id, want := range map[string]int32{"ok": 3, "exhausted": 3, "perm": 1, "fatal": 1, "sched": 2} {
+		got, _ := calls.Load(id)
+		require.Equal(t, want, got.(*atomic.Int32).Load(), id)
+	}
+
+	// WithRetryIf at submit cannot cross processes.
+	_, err = flaky.Submit(ctx, c, "local", in{}, qpool.WithRetryIf(func(error) bool { return true })).Wait(ctx)
+	require.ErrorIs(t, err, natsjobs.ErrLocalOption)
+}
+
+// TestTimeout: WithTimeout bounds an attempt; the error matches
+// context.DeadlineExceeded across the network.
+func TestTimeout(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	slow := natsjobs.Register(reg, "slow", func(ctx context.Context, _ int) (int, error) {
+		<-ctx.Done()
+		return 0, ctx.Err()
+	})
+	newWorker(t, js, reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+	_, err := slow.Submit(ctx, c, "t1", 1, qpool.WithTimeout(50*time.Millisecond), qpool.WithRetry(2, time.Millisecond)).Wait(ctx)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	var re *natsjobs.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 2, re.Attempts, "a timeout is retried, as in a pool")
+}
+
+// TestDuplicateID: an ID is unique across clients; the second submission
+// fails with ErrDuplicateJob and leaves the first job alone.
+func TestDuplicateID(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var runs atomic.Int32
+	echo := natsjobs.Register(reg, "echo", func(_ context.Context, s string) (string, error) {
+		runs.Add(1)
+		return s, nil
+	})
+	c1 := newClient(t, js, ns)
+	c2 := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 20*time.Second)
+	f1 := echo.Submit(ctx, c1, "dup", "first")
+	_, err := echo.Submit(ctx, c2, "dup", "second").Wait(ctx)
+	require.ErrorIs(t, err, natsjobs.ErrDuplicateJob)
+	require.ErrorIs(t, err, qpool.ErrDuplicateJob)
+	newWorker(t, js, reg, ns)
+	v, err := f1.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "first", v)
+	_, err = echo.Submit(ctx, c1, "dup", "third").Wait(ctx)
+	require.ErrorIs(t, err, natsjobs.ErrDuplicateJob, "a finished ID stays taken")
+	require.Equal(t, int32(1), runs.Load())
+}
+
+// TestResultFromAnotherClient: a client that did not submit a job waits
+// for it (Result, Handle.Future), before and after it finishes.
+func TestResultFromAnotherClient(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	release := make(chan struct{})
+	gate := natsjobs.Register(reg, "gate", func(ctx context.Context, n int) (int, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		return n * 10, nil
+	})
+	newWorker(t, js, reg, ns)
+	c1 := newClient(t, js, ns)
+	c2 := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 20*time.Second)
+	mine := gate.Submit(ctx, c1, "g", 4)
+	// Before it finishes: through c2's watcher.
+	theirs := natsjobs.Declare[int, int]("gate").Future(ctx, c2, "g")
+	got := make(chan *natsjobs.Record, 1)
+	go func() {
+		r, err := c2.Result(ctx, "g")
+		if err != nil {
+			r = &natsjobs.Record{Err: err}
+		}
+		got <- r
+	}()
+	close(release)
+	for _, f := range []*qpool.Future[int]{mine, theirs} {
+		v, err := f.Wait(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 40, v)
+	}
+	r := <-got
+	require.NoError(t, r.Err)
+	require.Equal(t, "40", string(r.Value))
+	// After it finished: found by lookup.
+	v, err := gate.Future(ctx, c2, "g").Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 40, v)
+	_, err = c2.Status(ctx, "nobody")
+	require.ErrorIs(t, err, natsjobs.ErrUnknownJob)
+}
+
+// TestRegisterDefaultsAndPanics: WithRetry given to Register applies to
+// jobs submitted without one; a submission's own WithRetry wins; a panic
+// fails the job at once, kind "panic", not retried.
+func TestRegisterDefaultsAndPanics(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	flaky := natsjobs.Register(reg, "flaky", func(_ context.Context, id string) (int, error) {
+		mu.Lock()
+		calls[id]++
+		n := calls[id]
+		mu.Unlock()
+		if id == "panic" {
+			panic("boom")
+		}
+		return n, fmt.Errorf("attempt %d", n)
+	}, qpool.WithRetry(3, time.Millisecond))
+	newWorker(t, js, reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+	var re *natsjobs.RemoteError
+	_, err := flaky.Submit(ctx, c, "default", "default").Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 3, re.Attempts, "Register's WithRetry is the default")
+	_, err = flaky.Submit(ctx, c, "own", "own", qpool.WithRetry(2, time.Millisecond)).Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 2, re.Attempts, "the submission's WithRetry wins")
+	_, err = flaky.Submit(ctx, c, "panic", "panic").Wait(ctx)
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, "panic", re.Kind)
+	require.Equal(t, 1, re.Attempts)
+	require.Contains(t, re.Message, "boom")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"default": 3, "own": 2, "panic": 1}, calls)
+}

@@ -1,0 +1,150 @@
+package natsjobs
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/qpool/qpool"
+)
+
+// Defaults of the options.
+const (
+	// DefaultNamespace prefixes every stream, bucket and subject natsjobs
+	// makes.
+	DefaultNamespace = "qpjobs"
+	// DefaultQueue is the queue of [WithQueue]'s default.
+	DefaultQueue = "default"
+	// DefaultRetention is how long job claims, outcomes and dependency
+	// links are kept ([WithRetention]).
+	DefaultRetention = 24 * time.Hour
+	// DefaultAckWait is how long a delivered job may go without a sign of
+	// life before the server gives it to another worker ([WithAckWait]).
+	DefaultAckWait = 30 * time.Second
+	// DefaultMaxAckPending is the fleet-wide cap on jobs delivered and not
+	// yet finished ([WithMaxAckPending]).
+	DefaultMaxAckPending = 1000
+	// DefaultMaxDeliveries is how often a job's message may be delivered
+	// without an outcome ([WithMaxDeliveries]).
+	DefaultMaxDeliveries = 20
+	// DefaultUnhandledDelay is how long a job whose name the receiving
+	// worker does not know waits before it is offered again.
+	DefaultUnhandledDelay = 2 * time.Second
+)
+
+// Option configures a [Client] or a [Worker]. Options that only one of
+// them uses are ignored by the other.
+type Option func(*config)
+
+type config struct {
+	common
+	queue          string
+	concurrency    int
+	ackWait        time.Duration
+	maxAckPending  int
+	maxDeliveries  int
+	unhandledDelay time.Duration
+	name           string
+	logger         *slog.Logger
+}
+
+func newConfig(opts []Option) config {
+	c := config{
+		common:         common{ns: DefaultNamespace, codec: qpool.JSONCodec{}, retention: DefaultRetention},
+		queue:          DefaultQueue,
+		concurrency:    64,
+		ackWait:        DefaultAckWait,
+		maxAckPending:  DefaultMaxAckPending,
+		maxDeliveries:  DefaultMaxDeliveries,
+		unhandledDelay: DefaultUnhandledDelay,
+	}
+	for _, o := range opts {
+		if o != nil {
+			o(&c)
+		}
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	return c
+}
+
+// WithQueue names the queue: the one a worker takes jobs from, and the one
+// a client submits to (default [DefaultQueue]). Letters, digits, '-' and
+// '_' only.
+func WithQueue(name string) Option { return func(c *config) { c.queue = name } }
+
+// WithConcurrency sets how many jobs a worker runs at once (default 64;
+// below 1 means 1).
+func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = max(n, 1) } }
+
+// WithNamespace prefixes the streams, buckets and subjects (default
+// [DefaultNamespace]); clients and workers that work together use the
+// same. Letters, digits, '-' and '_' only.
+func WithNamespace(ns string) Option { return func(c *config) { c.ns = ns } }
+
+// WithCodec sets how payloads and results are encoded (default
+// [qpool.JSONCodec]); clients and workers that work together use the same.
+func WithCodec(codec qpool.Codec) Option {
+	return func(c *config) {
+		if codec != nil {
+			c.codec = codec
+		}
+	}
+}
+
+// WithRetention sets how long the KV buckets keep job claims, outcomes and
+// dependency links (default [DefaultRetention]). It applies when the
+// buckets are made, by the first client or worker; it also bounds how long
+// an ID stays unique and how long a job may wait for its dependencies.
+func WithRetention(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.retention = d
+		}
+	}
+}
+
+// WithAckWait sets the queue consumer's AckWait (default
+// [DefaultAckWait]): how long after a worker was last heard of its job is
+// given to another worker. A worker reports progress on its running jobs
+// every third of it, so a job may run much longer than AckWait; a worker
+// that dies has its jobs redelivered after about AckWait. The consumer is
+// shared by the fleet: the last worker to start sets it.
+func WithAckWait(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.ackWait = d
+		}
+	}
+}
+
+// WithMaxAckPending sets the queue consumer's MaxAckPending (default
+// [DefaultMaxAckPending]): the most jobs delivered to the whole fleet and
+// not yet finished, a fleet-wide concurrency cap.
+func WithMaxAckPending(n int) Option { return func(c *config) { c.maxAckPending = max(n, 1) } }
+
+// WithMaxDeliveries sets how often one message of a job may be delivered
+// without an outcome before the job fails with [ErrTooManyDeliveries]
+// (default [DefaultMaxDeliveries]). A delivery ends without an outcome
+// when the worker dies or shuts down while it runs the job; retries and
+// waits for an unknown handler use new messages and do not count.
+func WithMaxDeliveries(n int) Option { return func(c *config) { c.maxDeliveries = max(n, 1) } }
+
+// WithWorkerName names a worker in the records of the jobs it finished
+// (default host-pid-random).
+func WithWorkerName(name string) Option { return func(c *config) { c.name = name } }
+
+// WithLogger sets where a worker logs what it cannot report to a future
+// (a malformed message, a failed write of an outcome that it retries).
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithUnhandledDelay sets how long a worker that has no handler for a
+// job's name delays it before it is offered again (default
+// [DefaultUnhandledDelay]).
+func WithUnhandledDelay(d time.Duration) Option {
+	return func(c *config) {
+		if d > 0 {
+			c.unhandledDelay = d
+		}
+	}
+}

@@ -1,0 +1,528 @@
+package natsjobs
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qpool/qpool"
+)
+
+// Headers of a job message. The payload is the message's data.
+const (
+	hdrID        = "Qp-Id"
+	hdrName      = "Qp-Name"
+	hdrAttempt   = "Qp-Attempt"    // this attempt, from 1
+	hdrAttempts  = "Qp-Attempts"   // the most attempts
+	hdrTimeout   = "Qp-Timeout"    // per attempt, nanoseconds
+	hdrBackoff   = "Qp-Backoff"    // base backoff, nanoseconds
+	hdrNotBefore = "Qp-Not-Before" // unix nanoseconds; early deliveries are nak'ed until then
+)
+
+// headroom is what a message's headers and a record's other fields may
+// take beside the payload, within the server's max_payload.
+const headroom = 8 << 10
+
+// opTimeout bounds each server operation (unless the caller's context
+// ends sooner), as jetstream's default does for a context without a
+// deadline: a request lost when the server went away fails after it and
+// is retried, rather than holding its caller until a longer deadline.
+const opTimeout = 5 * time.Second
+
+func opCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, opTimeout)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// store is what a client and a worker share: the KV buckets and the names
+// of the streams, and the protocol that records outcomes and releases
+// dependents. It is safe for concurrent use.
+type store struct {
+	js        jetstream.JetStream
+	ns        string
+	codec     qpool.Codec
+	retention time.Duration
+	maxData   int
+
+	jobs    jetstream.KeyValue // claims: one record per job ID, created at submit
+	results jetstream.KeyValue // outcomes: created once per job ID
+	deps    jetstream.KeyValue // dependents: key enc(dependency).enc(dependent)
+	cancels jetstream.KeyValue // cancel markers, for running jobs
+
+	mu      sync.Mutex
+	streams map[string]bool // queues whose stream is known to exist
+}
+
+// common holds the options a client and a worker share.
+type common struct {
+	ns        string
+	codec     qpool.Codec
+	retention time.Duration
+}
+
+func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, error) {
+	if js == nil {
+		return nil, fmt.Errorf("%w: nil JetStream", ErrInvalidOption)
+	}
+	if !nameRE.MatchString(c.ns) {
+		return nil, fmt.Errorf("%w: namespace %q", ErrInvalidOption, c.ns)
+	}
+	nc := js.Conn()
+	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
+		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
+	}
+	s := &store{js: js, ns: c.ns, codec: c.codec, retention: c.retention, streams: map[string]bool{}}
+	s.maxData = int(nc.MaxPayload()) - headroom
+	var err error
+	for _, b := range []struct {
+		kv   *jetstream.KeyValue
+		name string
+	}{{&s.jobs, "jobs"}, {&s.results, "results"}, {&s.deps, "deps"}, {&s.cancels, "cancels"}} {
+		if *b.kv, err = s.bucket(ctx, c.ns+"_"+b.name); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// bucket opens a bucket, creating it if no process has.
+func (s *store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = s.js.KeyValue(ctx, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+func serverAtLeast(v string, major, minor int) bool {
+	v = strings.TrimPrefix(v, "v")
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(strings.SplitN(parts[1], "-", 2)[0])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || (ma == major && mi >= minor)
+}
+
+func (s *store) streamName(queue string) string { return s.ns + "_q_" + queue }
+func (s *store) runSubject(queue string) string { return s.ns + ".q." + queue + ".run" }
+func (s *store) schedSubject(queue, id string) string {
+	return s.ns + ".q." + queue + ".sched." + key(id)
+}
+
+// ensureStream creates the queue's work-queue stream unless this process
+// knows it exists. Clients and workers create the same configuration.
+func (s *store) ensureStream(ctx context.Context, queue string) (jetstream.Stream, error) {
+	st, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:              s.streamName(queue),
+		Subjects:          []string{s.runSubject(queue), s.ns + ".q." + queue + ".sched.*"},
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		AllowMsgSchedules: true,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		st, err = s.js.Stream(ctx, s.streamName(queue))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: stream for queue %q: %w", queue, err)
+	}
+	s.mu.Lock()
+	s.streams[queue] = true
+	s.mu.Unlock()
+	return st, nil
+}
+
+func (s *store) haveStream(ctx context.Context, queue string) error {
+	s.mu.Lock()
+	ok := s.streams[queue]
+	s.mu.Unlock()
+	if ok {
+		return nil
+	}
+	_, err := s.ensureStream(ctx, queue)
+	return err
+}
+
+// key is a job ID as a KV key: base64url, whose alphabet KV keys accept,
+// so that any ID works.
+func key(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
+
+func unkey(k string) (string, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(k)
+	return string(b), err == nil
+}
+
+// jobRecord is a job's claim in the jobs bucket: created once per ID at
+// submission, which is what makes IDs unique across processes.
+type jobRecord struct {
+	ID        string        `json:"id"`
+	Name      string        `json:"name"`
+	Queue     string        `json:"queue"`
+	Deps      []string      `json:"deps,omitempty"`
+	Payload   []byte        `json:"payload,omitempty"` // kept only while dependencies hold the job back
+	Attempts  int           `json:"attempts"`
+	Timeout   time.Duration `json:"timeout,omitempty"`
+	Backoff   time.Duration `json:"backoff,omitempty"`
+	Submitted time.Time     `json:"submitted"`
+	NotBefore time.Time     `json:"not_before,omitzero"` // a delayed job: Handle.SubmitAt
+	// Unhandled is set by a worker that received the job but has no
+	// handler for Name: the job waits for a worker that has one.
+	Unhandled *unhandled `json:"unhandled,omitempty"`
+}
+
+type unhandled struct {
+	Worker string    `json:"worker"`
+	Since  time.Time `json:"since"`
+}
+
+// resultRecord is a job's outcome in the results bucket. It is created,
+// never updated: the first outcome recorded is the job's.
+type resultRecord struct {
+	ID       string     `json:"id"`
+	OK       bool       `json:"ok"`
+	Value    []byte     `json:"value,omitempty"` // the codec's encoding of the result
+	Error    *errRecord `json:"error,omitempty"`
+	Attempts int        `json:"attempts"`
+	Worker   string     `json:"worker,omitempty"`
+	Finished time.Time  `json:"finished"`
+}
+
+type errRecord struct {
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+	// For kind dependency: the failed dependency, the job that failed
+	// first, and that job's error kind.
+	Dependency string `json:"dependency,omitempty"`
+	Origin     string `json:"origin,omitempty"`
+	OriginKind string `json:"origin_kind,omitempty"`
+}
+
+// err rebuilds the error a future resolves with.
+func (r *resultRecord) err() error {
+	if r.OK || r.Error == nil {
+		return nil
+	}
+	e := r.Error
+	switch e.Kind {
+	case kindDependency:
+		cause := &RemoteError{ID: e.Origin, Message: e.Message, Kind: e.OriginKind, Attempts: 0}
+		return &qpool.DependencyError{ID: r.ID, Dependency: e.Dependency, Origin: e.Origin, Cause: kindErr(cause)}
+	default:
+		return kindErr(&RemoteError{ID: r.ID, Message: e.Message, Kind: e.Kind, Attempts: r.Attempts})
+	}
+}
+
+func kindErr(re *RemoteError) error {
+	if re.Kind == kindPermanent || re.Kind == kindDecode || re.Kind == kindTooLarge {
+		return qpool.Permanent(re)
+	}
+	return re
+}
+
+// failure makes the error record of a job that failed with err.
+func failure(err error, panicked bool) *errRecord {
+	kind := kindError
+	switch {
+	case panicked:
+		kind = kindPanic
+	case errors.Is(err, ErrTooManyDeliveries):
+		kind = kindDeliveries
+	case errors.Is(err, ErrPayloadTooLarge):
+		kind = kindTooLarge
+	case qpool.IsPermanent(err):
+		kind = kindPermanent
+	case errors.Is(err, context.DeadlineExceeded):
+		kind = kindDeadline
+	case errors.Is(err, context.Canceled):
+		kind = kindCanceled
+	}
+	return &errRecord{Kind: kind, Message: err.Error()}
+}
+
+func (s *store) getResult(ctx context.Context, id string) (*resultRecord, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	e, err := s.results.Get(ctx, key(id))
+	if err != nil {
+		return nil, err
+	}
+	return decodeResult(e.Value())
+}
+
+func decodeResult(b []byte) (*resultRecord, error) {
+	var r resultRecord
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("natsjobs: bad result record: %w", err)
+	}
+	return &r, nil
+}
+
+func (s *store) getJob(ctx context.Context, id string) (*jobRecord, uint64, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	e, err := s.jobs.Get(ctx, key(id))
+	if err != nil {
+		return nil, 0, err
+	}
+	var r jobRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil {
+		return nil, 0, fmt.Errorf("natsjobs: bad job record: %w", err)
+	}
+	return &r, e.Revision(), nil
+}
+
+// record creates id's outcome unless it has one and reports whether this
+// call created it. The create is what makes outcomes unique: a second
+// execution of the job, a cancel racing the job's end and two releasers
+// of a failed dependency all try, one wins.
+func (s *store) record(ctx context.Context, r *resultRecord) (bool, error) {
+	r.Finished = time.Now()
+	b, err := json.Marshal(r)
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	if _, err := s.results.Create(ctx, key(r.ID), b); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return false, nil
+		}
+		return false, err
+	}
+	return true, nil
+}
+
+// finish records r and releases the jobs that depend on r.ID. Whoever
+// finds an outcome recorded (by itself or another) calls release again
+// when it cannot be sure the recorder released (a redelivered message):
+// release is idempotent, so a recorder that died between the two steps
+// costs nothing but the repetition.
+func (s *store) finish(ctx context.Context, r *resultRecord) error {
+	if _, err := s.record(ctx, r); err != nil {
+		return err
+	}
+	cur, err := s.getResult(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	return s.release(ctx, cur)
+}
+
+// release acts on the dependents of a finished job: if it failed, every
+// dependent, and theirs in turn, fails with a dependency error; if it
+// succeeded, every dependent whose dependencies have all succeeded is
+// published. It walks a stack of its own, not the goroutine's, so a chain
+// of any length is fine.
+//
+// Invariant (no dependent is left waiting): a submitter writes its
+// dependents key before it reads the dependency's outcome, and a finisher
+// writes the outcome before it lists the dependents keys; both are
+// acknowledged writes on the server, so one of the two sees the other, and
+// whichever does publishes the job. Both may: the publish carries the
+// message ID jobID#1, so the stream keeps one within its duplicate window,
+// and a worker that gets a job with an outcome drops it.
+func (s *store) release(ctx context.Context, done *resultRecord) error {
+	stack := []*resultRecord{done}
+	// seen keeps a failure from walking a cycle for ever: dependencies may
+	// name jobs submitted later, so nothing stops a cycle being submitted.
+	seen := map[string]bool{done.ID: true}
+	for len(stack) > 0 {
+		r := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		dependents, err := s.dependents(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		for _, d := range dependents {
+			if !r.OK {
+				fr := dependencyFailure(d, r)
+				if _, err := s.record(ctx, fr); err != nil {
+					return err
+				}
+				// Walk on from the outcome recorded, whoever recorded it: a
+				// releaser that failed half-way (its message comes back) is
+				// finished by the next one, which finds the first part done.
+				cur, err := s.getResult(ctx, d)
+				if err != nil {
+					return err
+				}
+				if !cur.OK && !seen[d] {
+					seen[d] = true
+					stack = append(stack, cur)
+				}
+				continue
+			}
+			fr, err := s.tryStart(ctx, d)
+			if err != nil {
+				return err
+			}
+			if fr != nil && !seen[d] {
+				seen[d] = true
+				stack = append(stack, fr)
+			}
+		}
+	}
+	return nil
+}
+
+// dependencyFailure is the outcome of job id, whose dependency failed as
+// dep says.
+func dependencyFailure(id string, dep *resultRecord) *resultRecord {
+	e := &errRecord{Kind: kindDependency, Dependency: dep.ID, Origin: dep.ID, Message: "", OriginKind: kindError}
+	if dep.Error != nil {
+		e.Message, e.OriginKind = dep.Error.Message, dep.Error.Kind
+		if dep.Error.Kind == kindDependency { // do not nest: keep the origin
+			e.Origin, e.OriginKind = dep.Error.Origin, dep.Error.OriginKind
+		}
+	}
+	return &resultRecord{ID: id, Error: e}
+}
+
+func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	l, err := s.deps.ListKeysFiltered(ctx, key(id)+".*")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k := range l.Keys() {
+		if _, dk, ok := strings.Cut(k, "."); ok {
+			if d, ok := unkey(dk); ok {
+				out = append(out, d)
+			}
+		}
+	}
+	// The lister closes its channel when ctx ends too: a list cut short
+	// must not pass for the whole list, or a dependent would never be
+	// released.
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// tryStart publishes job id if every dependency has succeeded, records its
+// failure if one failed (and returns that outcome, for the caller to
+// release its dependents), and does nothing while one is pending or when
+// the job has an outcome already (cancelled while it waited).
+func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) {
+	if _, err := s.getResult(ctx, id); err == nil {
+		return nil, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, err
+	}
+	j, _, err := s.getJob(ctx, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil // expired: nothing to start
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range j.Deps {
+		dr, err := s.getResult(ctx, d)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, nil // pending: its finisher releases the job
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !dr.OK {
+			if _, err := s.record(ctx, dependencyFailure(id, dr)); err != nil {
+				return nil, err
+			}
+			return s.getResult(ctx, id) // whoever recorded it: see release
+		}
+	}
+	return nil, s.publish(ctx, j, j.Payload, 1, j.NotBefore)
+}
+
+// publish sends attempt of job j to its queue. An attempt that must not
+// start before notBefore more than a second from now goes as a scheduled
+// message (nats-server 2.12+), which the server holds until then: it
+// holds no slot of the consumer's MaxAckPending meanwhile. Schedules have
+// a precision of a second, and a worker that gets an attempt before
+// notBefore naks it with the (then short) remaining delay.
+func (s *store) publish(ctx context.Context, j *jobRecord, payload []byte, attempt int, notBefore time.Time) error {
+	return s.publishAs(ctx, j, payload, attempt, notBefore, j.ID+"#"+strconv.Itoa(attempt))
+}
+
+func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, attempt int, notBefore time.Time, msgID string) error {
+	if err := s.haveStream(ctx, j.Queue); err != nil {
+		return err
+	}
+	m := nats.NewMsg(s.runSubject(j.Queue))
+	m.Data = payload
+	m.Header.Set(hdrID, j.ID)
+	m.Header.Set(hdrName, j.Name)
+	m.Header.Set(hdrAttempt, strconv.Itoa(attempt))
+	m.Header.Set(hdrAttempts, strconv.Itoa(j.Attempts))
+	if j.Timeout > 0 {
+		m.Header.Set(hdrTimeout, strconv.FormatInt(int64(j.Timeout), 10))
+	}
+	if j.Backoff > 0 {
+		m.Header.Set(hdrBackoff, strconv.FormatInt(int64(j.Backoff), 10))
+	}
+	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
+	if !notBefore.IsZero() {
+		m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
+		if time.Until(notBefore) > time.Second {
+			m.Subject = s.schedSubject(j.Queue, msgID)
+			opts = append(opts, jetstream.WithScheduleAt(notBefore), jetstream.WithScheduleTarget(s.runSubject(j.Queue)))
+		}
+	}
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	_, err := s.js.PublishMsg(ctx, m, opts...)
+	return err
+}
+
+// jobFromMsg rebuilds the job record a message carries (without its
+// dependencies, which are behind it) and the attempt number.
+func jobFromHeaders(h nats.Header, queue string) (*jobRecord, int, error) {
+	j := &jobRecord{ID: h.Get(hdrID), Name: h.Get(hdrName), Queue: queue}
+	attempt, err := strconv.Atoi(h.Get(hdrAttempt))
+	if err != nil || j.ID == "" || attempt < 1 {
+		return nil, 0, fmt.Errorf("natsjobs: malformed job message (id %q, attempt %q)", j.ID, h.Get(hdrAttempt))
+	}
+	j.Attempts, _ = strconv.Atoi(h.Get(hdrAttempts))
+	j.Attempts = max(j.Attempts, 1)
+	if v := h.Get(hdrTimeout); v != "" {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		j.Timeout = time.Duration(n)
+	}
+	if v := h.Get(hdrBackoff); v != "" {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		j.Backoff = time.Duration(n)
+	}
+	return j, attempt, nil
+}
+
+func notBeforeOf(h nats.Header) time.Time {
+	v := h.Get(hdrNotBefore)
+	if v == "" {
+		return time.Time{}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}

@@ -1,0 +1,562 @@
+package natsjobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/qpool/qpool"
+)
+
+// consumerName is the durable pull consumer of a queue's stream, shared
+// by every worker of the queue.
+const consumerName = "workers"
+
+// fetchWait bounds one pull request: how long Shutdown may wait for the
+// fetch loop to notice it.
+const fetchWait = 300 * time.Millisecond
+
+// phaseTimeout bounds the server work of one delivery before the handler
+// runs, and again after it (each operation is bounded by opTimeout too).
+// Releasing the dependents of a failed job of a long chain is the longest.
+const phaseTimeout = 2 * time.Minute
+
+// retryDelay is how long a job waits after a worker could not write its
+// outcome (the server was unreachable) before it is delivered again.
+const retryDelay = time.Second
+
+// Worker takes jobs from its queue's durable consumer and runs those whose
+// names its registry knows on a local [qpool.Pool], at most
+// [WithConcurrency] at once. Delivery is at least once: a job may run more
+// than once (its worker died, or lost touch with the server for longer
+// than AckWait, or shut down while it ran), but only the first outcome
+// recorded counts. Make handlers idempotent. Stop it with Shutdown.
+type Worker struct {
+	s    *store
+	cfg  config
+	reg  *Registry
+	cons jetstream.Consumer
+	pool *qpool.Pool
+
+	slots     chan struct{} // one token per running or fetched job
+	stopFetch chan struct{}
+	fetchDone chan struct{}
+	stopHB    chan struct{}
+	hbDone    chan struct{}
+	cf        *feed          // the cancels bucket
+	inflight  sync.WaitGroup // handle calls under way
+	shutOnce  sync.Once
+
+	mu       sync.Mutex
+	shutting bool                 // guarded by mu: no new job starts
+	running  map[*run]struct{}    // guarded by mu
+	canceled map[string]time.Time // guarded by mu: cancel markers seen lately
+
+	stats workerStats
+}
+
+// run is one job being run by this worker.
+type run struct {
+	id         string
+	msg        jetstream.Msg
+	cancel     context.CancelCauseFunc // set before the run is visible in running
+	canceled   bool                    // guarded by Worker.mu: a cancel marker came
+	handedBack bool                    // guarded by Worker.mu: Shutdown nak'ed the message
+}
+
+type workerStats struct {
+	ran, succeeded, failed, retried, dropped, unhandled, redelivered atomic.Int64
+}
+
+// WorkerStats counts what a worker did since it started.
+type WorkerStats struct {
+	// Ran counts the handler calls.
+	Ran int64
+	// Succeeded and Failed count the outcomes this worker recorded.
+	Succeeded, Failed int64
+	// Retried counts failed attempts handed to a later attempt.
+	Retried int64
+	// Dropped counts deliveries of jobs that had an outcome already (a
+	// duplicate delivery, a cancelled job): acknowledged without running.
+	Dropped int64
+	// Unhandled counts deliveries of jobs whose name the registry did not
+	// know, put back for another worker.
+	Unhandled int64
+	// Redelivered counts deliveries that were not a message's first (its
+	// worker died or shut down while it ran): the job may run again.
+	Redelivered int64
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{
+		Ran: w.stats.ran.Load(), Succeeded: w.stats.succeeded.Load(), Failed: w.stats.failed.Load(),
+		Retried: w.stats.retried.Load(), Dropped: w.stats.dropped.Load(), Unhandled: w.stats.unhandled.Load(),
+		Redelivered: w.stats.redelivered.Load(),
+	}
+}
+
+// NewWorker opens the buckets and its queue's stream and durable consumer
+// (making them if no process has) and starts taking jobs. ctx bounds the
+// setup only; stop the worker with [Worker.Shutdown].
+func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts ...Option) (*Worker, error) {
+	cfg := newConfig(opts)
+	if reg == nil {
+		return nil, fmt.Errorf("%w: nil registry", ErrInvalidOption)
+	}
+	if !nameRE.MatchString(cfg.queue) {
+		return nil, fmt.Errorf("%w: queue %q", ErrInvalidOption, cfg.queue)
+	}
+	if cfg.name == "" {
+		host, _ := os.Hostname()
+		cfg.name = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nuid.Next()[:8])
+	}
+	s, err := openStore(ctx, js, cfg.common)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.ensureStream(ctx, cfg.queue)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       consumerName,
+		FilterSubject: s.runSubject(cfg.queue),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.ackWait,
+		MaxAckPending: cfg.maxAckPending,
+		MaxDeliver:    -1, // counted by the worker: see WithMaxDeliveries
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: consumer of queue %q: %w", cfg.queue, err)
+	}
+	w := &Worker{
+		s: s, cfg: cfg, reg: reg, cons: cons,
+		pool:      qpool.NewPool(qpool.WithWorkers(cfg.concurrency), qpool.WithQueueSize(cfg.concurrency)),
+		slots:     make(chan struct{}, cfg.concurrency),
+		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
+		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
+		running: map[*run]struct{}{}, canceled: map[string]time.Time{},
+	}
+	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
+		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
+	}
+	// Owner of the two: the worker. They end in Shutdown, which waits for
+	// each.
+	go w.fetchLoop()
+	go w.heartbeats()
+	return w, nil
+}
+
+// Name returns the worker's name, as the records of its jobs give it.
+func (w *Worker) Name() string { return w.cfg.name }
+
+// fetchLoop pulls as many jobs as the worker has free slots, and hands
+// each to the pool as it arrives.
+func (w *Worker) fetchLoop() {
+	defer close(w.fetchDone)
+	for {
+		select {
+		case w.slots <- struct{}{}:
+		case <-w.stopFetch:
+			return
+		}
+		n := 1
+	more:
+		for n < cap(w.slots) {
+			select {
+			case w.slots <- struct{}{}:
+				n++
+			default:
+				break more
+			}
+		}
+		batch, err := w.cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
+		if err != nil {
+			w.freeSlots(n)
+			select {
+			case <-w.stopFetch:
+				return
+			case <-time.After(100 * time.Millisecond): // server unreachable: try again
+			}
+			continue
+		}
+		for m := range batch.Messages() {
+			n--
+			w.dispatch(m)
+		}
+		w.freeSlots(n)
+		select {
+		case <-w.stopFetch:
+			return
+		default:
+		}
+	}
+}
+
+func (w *Worker) freeSlots(n int) {
+	for range n {
+		<-w.slots
+	}
+}
+
+// dispatch runs m on the pool; a message that arrives once Shutdown began
+// goes back at once.
+func (w *Worker) dispatch(m jetstream.Msg) {
+	w.mu.Lock()
+	shutting := w.shutting
+	if !shutting {
+		w.inflight.Add(1)
+	}
+	w.mu.Unlock()
+	if shutting {
+		_ = m.Nak()
+		<-w.slots
+		return
+	}
+	err := w.pool.Go(func() {
+		defer func() { <-w.slots }()
+		defer w.inflight.Done()
+		w.handle(m)
+	})
+	if err != nil { // cannot happen while not shutting: the pool closes after the loop ends
+		_ = m.Nak()
+		w.inflight.Done()
+		<-w.slots
+	}
+}
+
+// heartbeats tells the server, every third of AckWait, that the running
+// jobs are alive, so a long job stays with its worker while it lives.
+func (w *Worker) heartbeats() {
+	defer close(w.hbDone)
+	t := time.NewTicker(max(w.cfg.ackWait/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-w.stopHB:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(w.running))
+		for r := range w.running {
+			if !r.handedBack {
+				msgs = append(msgs, r.msg)
+			}
+		}
+		w.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
+	}
+}
+
+// cancelMemory is how long a cancel marker is remembered for a job that
+// was not running here when it came: it only needs to cover the moment
+// between a worker's look for an outcome and its registration of the job.
+const cancelMemory = time.Minute
+
+// onCancel runs on the cancel feed's goroutine for each cancel marker: it
+// cancels the context of the job's runs here, and remembers the marker
+// for a run about to start (see begin).
+func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
+	id, ok := unkey(e.Key())
+	if !ok {
+		return
+	}
+	now := time.Now()
+	var cancels []context.CancelCauseFunc
+	w.mu.Lock()
+	for k, t := range w.canceled {
+		if now.Sub(t) > cancelMemory {
+			delete(w.canceled, k)
+		}
+	}
+	w.canceled[id] = now
+	for r := range w.running {
+		if r.id == id {
+			r.canceled = true
+			cancels = append(cancels, r.cancel)
+		}
+	}
+	w.mu.Unlock()
+	for _, c := range cancels {
+		c(context.Canceled)
+	}
+}
+
+// begin registers a run of job id, unless a cancel marker for it came.
+//
+// Invariant (a cancelled running job learns of it): Client.Cancel records
+// the outcome, then writes the marker. The worker registers the run here,
+// then looks for an outcome. If it finds none, the outcome (and so the
+// marker) came after the registration, so the watcher finds the run; and
+// if the watcher handled the marker before, the canceled map has it.
+func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) *run {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.canceled[id]; ok {
+		return nil
+	}
+	r := &run{id: id, msg: m, cancel: cancel}
+	w.running[r] = struct{}{}
+	return r
+}
+
+// end unregisters r and reports whether it was handed back or cancelled:
+// then its outcome is not this worker's to record.
+func (w *Worker) end(r *run) (handedBack, canceled bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.running, r)
+	return r.handedBack, r.canceled
+}
+
+// handle takes one delivery of a job to its end: an outcome recorded (and
+// its dependents released) then the message acknowledged, a retry
+// published then the message acknowledged, or the message given back.
+func (w *Worker) handle(m jetstream.Msg) {
+	// Every server operation is bounded, so that no call can hold a slot
+	// for ever (a KV listing whose consumer a server restart lost waits for
+	// its heartbeats to notice); the message comes back if one fails.
+	ctx, cancelOps := context.WithTimeout(context.Background(), phaseTimeout)
+	defer cancelOps()
+	j, attempt, err := jobFromHeaders(m.Headers(), w.cfg.queue)
+	if err != nil {
+		w.cfg.logger.Error("natsjobs: dropping malformed message", "err", err)
+		_ = m.Term()
+		return
+	}
+	if nb := notBeforeOf(m.Headers()); time.Until(nb) > 0 {
+		// Early: a scheduled message fires up to a second early, and a
+		// short backoff is published straight to the queue.
+		_ = m.NakWithDelay(time.Until(nb))
+		return
+	}
+	md, err := m.Metadata()
+	if err == nil && md.NumDelivered > 1 {
+		w.stats.redelivered.Add(1)
+	}
+	runCtx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	r := w.begin(j.ID, m, cancel)
+	if r == nil {
+		w.stats.dropped.Add(1)
+		_ = m.Ack() // cancelled: the canceller recorded the outcome
+		return
+	}
+	if prev, err := w.s.getResult(ctx, j.ID); err == nil || !errors.Is(err, jetstream.ErrKeyNotFound) {
+		w.end(r)
+		if err != nil {
+			_ = m.NakWithDelay(retryDelay)
+			return
+		}
+		// Finished already: a duplicate delivery, a cancelled job, or a
+		// redelivery after the recorder died before it acknowledged. The
+		// recorder may not have released the dependents: do it again.
+		w.stats.dropped.Add(1)
+		w.ackAfter(m, w.s.release(ctx, prev))
+		return
+	}
+	h := w.reg.lookup(j.Name)
+	if h == nil {
+		w.end(r)
+		w.unhandled(ctx, m, j, attempt)
+		return
+	}
+	if err == nil && md.NumDelivered > uint64(w.cfg.maxDeliveries) {
+		w.end(r)
+		fail := fmt.Errorf("%w: %d deliveries", ErrTooManyDeliveries, md.NumDelivered)
+		w.record(ctx, m, &resultRecord{ID: j.ID, Error: failure(fail, false), Attempts: attempt})
+		return
+	}
+	spec := h.spec
+	if j.Timeout > 0 {
+		spec.Timeout = j.Timeout
+	}
+	if j.Attempts > 1 || j.Backoff > 0 {
+		spec.Attempts, spec.Backoff = j.Attempts, j.Backoff
+	}
+	attemptCtx := context.Context(runCtx)
+	if spec.Timeout > 0 {
+		var stop context.CancelFunc
+		attemptCtx, stop = context.WithTimeout(runCtx, spec.Timeout)
+		defer stop()
+	}
+	w.stats.ran.Add(1)
+	out, decodeFailed, err, panicked := call(attemptCtx, h, w.cfg.codec, m.Data())
+	cancelOps()
+	ctx, cancelOps = context.WithTimeout(context.Background(), phaseTimeout) // for what follows the handler
+	defer cancelOps()
+	if handedBack, canceled := w.end(r); handedBack || canceled {
+		if canceled {
+			_ = m.Ack() // the canceller recorded the outcome
+		}
+		return // handed back: Shutdown nak'ed it for another worker
+	}
+	if err == nil && len(out) > w.s.maxData/4*3 {
+		// The outcome record keeps the value base64-encoded in JSON: one
+		// that cannot fit would fail to be written for ever.
+		err = qpool.Permanent(fmt.Errorf("%w: result of %d bytes", ErrPayloadTooLarge, len(out)))
+	}
+	switch {
+	case err == nil:
+		w.record(ctx, m, &resultRecord{ID: j.ID, OK: true, Value: out, Attempts: attempt})
+	case decodeFailed:
+		w.record(ctx, m, &resultRecord{ID: j.ID, Error: &errRecord{Kind: kindDecode, Message: err.Error()}, Attempts: attempt})
+	case panicked:
+		w.record(ctx, m, &resultRecord{ID: j.ID, Error: failure(err, true), Attempts: attempt})
+	default:
+		retry := false
+		if attempt < spec.Attempts {
+			ok, perr := spec.Retryable(j.ID, err)
+			if perr != nil {
+				err, panicked = perr, true
+			}
+			retry = ok
+		}
+		if !retry {
+			w.record(ctx, m, &resultRecord{ID: j.ID, Error: failure(err, panicked), Attempts: attempt})
+			return
+		}
+		// The next attempt is a new message, published before this one is
+		// acknowledged (a crash between the two runs the attempt twice,
+		// at worst; the message ID makes the publish itself idempotent).
+		// A long backoff is a scheduled message, which holds no slot of
+		// MaxAckPending while it waits.
+		notBefore := time.Now().Add(qpool.Backoff(spec.Backoff, attempt))
+		if perr := w.s.publish(ctx, j, m.Data(), attempt+1, notBefore); perr != nil {
+			_ = m.NakWithDelay(retryDelay)
+			return
+		}
+		w.stats.retried.Add(1)
+		_ = m.Ack()
+	}
+}
+
+// call runs the handler, recovering a panic into an error.
+func call(ctx context.Context, h *handler, codec qpool.Codec, payload []byte) (out []byte, decodeFailed bool, err error, panicked bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, decodeFailed, err, panicked = nil, false, fmt.Errorf("panic: %v", p), true
+		}
+	}()
+	out, decodeFailed, err = h.run(ctx, codec, payload)
+	return out, decodeFailed, err, false
+}
+
+// record writes the outcome r (unless the job has one), releases the
+// job's dependents and acknowledges m; if the server could not be reached
+// m comes back later and the next delivery tries again.
+func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
+	r.Worker = w.cfg.name
+	created, err := w.s.record(ctx, r)
+	if err == nil {
+		if created {
+			if r.OK {
+				w.stats.succeeded.Add(1)
+			} else {
+				w.stats.failed.Add(1)
+			}
+		} else {
+			w.stats.dropped.Add(1) // another execution recorded first
+		}
+		var cur *resultRecord
+		if cur, err = w.s.getResult(ctx, r.ID); err == nil {
+			err = w.s.release(ctx, cur)
+		}
+	}
+	w.ackAfter(m, err)
+}
+
+func (w *Worker) ackAfter(m jetstream.Msg, err error) {
+	if err != nil {
+		w.cfg.logger.Warn("natsjobs: recording an outcome failed; the job comes back", "err", err)
+		_ = m.NakWithDelay(retryDelay)
+		return
+	}
+	_ = m.Ack()
+}
+
+// unhandled puts a job whose name this worker does not know back for
+// another worker: as a new message delayed by WithUnhandledDelay (not a
+// nak, whose delay would hold a slot of MaxAckPending and count as a
+// delivery), and notes on the job's claim that it waits for a handler.
+func (w *Worker) unhandled(ctx context.Context, m jetstream.Msg, j *jobRecord, attempt int) {
+	w.stats.unhandled.Add(1)
+	if rec, rev, err := w.s.getJob(ctx, j.ID); err == nil && rec.Unhandled == nil {
+		rec.Unhandled = &unhandled{Worker: w.cfg.name, Since: time.Now()}
+		if b, err := json.Marshal(rec); err == nil {
+			_, _ = w.s.jobs.Update(ctx, key(j.ID), b, rev) // a lost race leaves another note: fine
+		}
+	}
+	msgID := j.ID + "#" + fmt.Sprint(attempt) + "#u" + nuid.Next()
+	if err := w.s.publishAs(ctx, j, m.Data(), attempt, time.Now().Add(w.cfg.unhandledDelay), msgID); err != nil {
+		_ = m.NakWithDelay(w.cfg.unhandledDelay)
+		return
+	}
+	_ = m.Ack()
+}
+
+// Shutdown stops taking jobs and lets the running ones finish until ctx
+// ends. Then it hands the rest back: their contexts are cancelled, their
+// messages are negatively acknowledged for immediate redelivery to another
+// worker, and whatever their functions return is discarded. It waits for
+// those functions to return (a function that ignores its context keeps it
+// waiting), stops the worker's goroutines and returns ctx's error if ctx
+// ended first. Nothing is lost: every job not finished here is delivered
+// again. Shutdown is idempotent.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	if w == nil {
+		return nil
+	}
+	var err error
+	w.shutOnce.Do(func() {
+		close(w.stopFetch)
+		<-w.fetchDone
+		w.mu.Lock()
+		w.shutting = true
+		w.mu.Unlock()
+		idle := make(chan struct{})
+		// Owner: Shutdown. Ends when the last handle call returns, which
+		// the hand-back below makes prompt; waited below.
+		go func() { w.inflight.Wait(); close(idle) }()
+		select {
+		case <-idle:
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+			w.handBack()
+			<-idle
+		}
+		close(w.stopHB)
+		<-w.hbDone
+		w.cf.Close()
+		_ = w.pool.Close()
+	})
+	return err
+}
+
+// handBack gives the running jobs back to the server.
+func (w *Worker) handBack() {
+	w.mu.Lock()
+	var back []*run
+	for r := range w.running {
+		if !r.canceled {
+			r.handedBack = true
+			back = append(back, r)
+		}
+	}
+	w.mu.Unlock()
+	for _, r := range back {
+		r.cancel(ErrClosed)
+		_ = r.msg.Nak()
+	}
+}
