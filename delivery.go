@@ -98,6 +98,7 @@ func (e *Entanglement) keepField() {
 // On a shared ledger the callback gets every change recorded after
 // SetOnStateChange returns, by this process or another.
 func (e *Entanglement) SetOnStateChange(fn func(oldState, newState map[string]any)) {
+	e = e.or()
 	if fn == nil {
 		e.onStateChange.Store(nil)
 		if !e.hooked() {

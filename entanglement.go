@@ -176,13 +176,36 @@ func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []Entangleme
 		e.onStateChange.Store(&cfg.onStateChange)
 	}
 	if err := checkLedger(id, cfg.ledger); err != nil {
-		// Born ended, on a ledger of its own: the one given belongs to
-		// another entanglement, or to the caller, and is never touched.
-		e.invalid = err
-		e.ledger, e.shared = NewMemoryLedger(), false
-		_ = e.ledger.Close()
-		e.life.Store(lifeClosed)
-		close(e.done)
+		e.refuse(err)
+	}
+	return e
+}
+
+// refuse makes e an entanglement born ended, that reports err from every
+// call, on a closed ledger of its own: the one it was given belongs to
+// another entanglement, or to the caller, and is never touched.
+func (e *Entanglement) refuse(err error) {
+	e.invalid = err
+	e.ledger, e.shared = NewMemoryLedger(), false
+	_ = e.ledger.Close()
+	e.life.Store(lifeClosed)
+	close(e.done)
+}
+
+// noEntanglement stands in for a nil *Entanglement, or one that
+// NewEntanglement did not make (a zero value), so that their methods
+// refuse with ErrInvalidEntanglement instead of panicking.
+var noEntanglement = func() *Entanglement {
+	e := &Entanglement{done: make(chan struct{}), jobIDs: map[string]struct{}{}}
+	e.refuse(fmt.Errorf("%w: nil, or not made by NewEntanglement", ErrInvalidEntanglement))
+	return e
+}()
+
+// or returns e, or noEntanglement for a nil or zero e: every exported
+// method starts with it.
+func (e *Entanglement) or() *Entanglement {
+	if e == nil || e.ledger == nil {
+		return noEntanglement
 	}
 	return e
 }
@@ -219,7 +242,7 @@ func (e *Entanglement) resume(ctx context.Context) error {
 }
 
 // ID returns the entanglement's name.
-func (e *Entanglement) ID() string { return e.id }
+func (e *Entanglement) ID() string { return e.or().id }
 
 // UpdateState sets key to value and records the change. It returns
 // [ErrInvalidKey] for an empty key, [ErrClosed] after Close, [ErrExpired]
@@ -240,12 +263,14 @@ func (e *Entanglement) ID() string { return e.id }
 // a time. To read a value as the type that was stored on every ledger,
 // declare a [Key] for it (or use [GetStateAs]).
 func (e *Entanglement) UpdateState(key string, value any) error {
+	e = e.or()
 	return e.apply(Mutation{Key: key, Value: value})
 }
 
 // DeleteState removes key and records the deletion, even when key was
 // absent. Errors are those of UpdateState.
 func (e *Entanglement) DeleteState(key string) error {
+	e = e.or()
 	return e.apply(Mutation{Key: key, Delete: true})
 }
 
@@ -261,6 +286,7 @@ func (e *Entanglement) DeleteState(key string) error {
 // again from zero on every update. [Key.Update] gives fn the value as its
 // type on every ledger.
 func (e *Entanglement) Update(key string, fn func(old any, exists bool) (any, error)) error {
+	e = e.or()
 	if fn == nil {
 		return fmt.Errorf("qpool: update %q: %w", key, ErrNilFunc)
 	}
@@ -379,6 +405,7 @@ func (e *Entanglement) retain(next uint64) {
 // map[string]any or []any, so a type assertion to the stored type fails
 // there. [Key.Get] and [GetStateAs] return the stored type on every ledger.
 func (e *Entanglement) GetState(key string) (any, bool) {
+	e = e.or()
 	v, _, ok := e.ledger.Get(key)
 	return v, ok
 }
@@ -386,6 +413,7 @@ func (e *Entanglement) GetState(key string) (any, bool) {
 // Snapshot returns a copy of the whole state, which the caller owns. It is
 // O(number of keys).
 func (e *Entanglement) Snapshot() map[string]any {
+	e = e.or()
 	m, _ := e.ledger.Snapshot()
 	return m
 }
@@ -400,6 +428,7 @@ func (e *Entanglement) Snapshot() map[string]any {
 // unreachable and since is older than its cache), GetStateHistory returns
 // nil, as for no history: use [Entanglement.History] to learn the error.
 func (e *Entanglement) GetStateHistory(since uint64) []StateChange {
+	e = e.or()
 	h, err := e.ledger.Read(context.Background(), since, 0)
 	if err != nil {
 		return nil
@@ -410,6 +439,9 @@ func (e *Entanglement) GetStateHistory(since uint64) []StateChange {
 // AddJob lists job as related to the entanglement; a job whose ID is
 // listed already is not added twice.
 func (e *Entanglement) AddJob(job Job) {
+	if e.or() == noEntanglement {
+		return // nothing to list it in
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if _, ok := e.jobIDs[job.ID]; !ok {
@@ -421,6 +453,9 @@ func (e *Entanglement) AddJob(job Job) {
 // RemoveJob removes the job with this ID from the list and reports whether
 // it was there.
 func (e *Entanglement) RemoveJob(id string) bool {
+	if e.or() == noEntanglement {
+		return false
+	}
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	if _, ok := e.jobIDs[id]; !ok {
@@ -433,13 +468,14 @@ func (e *Entanglement) RemoveJob(id string) bool {
 
 // Jobs returns a copy of the related jobs, in the order they were added.
 func (e *Entanglement) Jobs() []Job {
+	e = e.or()
 	e.jobsMu.Lock()
 	defer e.jobsMu.Unlock()
 	return slices.Clone(e.jobs)
 }
 
 // IsExpired reports whether the TTL ran out and the state was released.
-func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
+func (e *Entanglement) IsExpired() bool { return e.or().life.Load() == lifeExpired }
 
 // Close releases the state and history early (a durable ledger keeps its
 // data), ends every watch and await, stops the reaper, and waits for the
@@ -458,6 +494,7 @@ func (e *Entanglement) IsExpired() bool { return e.life.Load() == lifeExpired }
 // ledger while it runs a change's callbacks; they end once they return. A
 // callback must therefore not wait for another goroutine that calls Close.
 func (e *Entanglement) Close() error {
+	e = e.or()
 	var err error
 	if e.end(lifeClosed) {
 		err = e.ledger.Close()
@@ -524,6 +561,9 @@ type entanglementKey struct{}
 // EntanglementFrom returns the entanglement of a job submitted with
 // [WithEntanglement], from the job's context.
 func EntanglementFrom(ctx context.Context) (*Entanglement, bool) {
+	if ctx == nil {
+		return nil, false
+	}
 	e, ok := ctx.Value(entanglementKey{}).(*Entanglement)
 	return e, ok
 }

@@ -92,3 +92,53 @@ func TestCodecCheck(t *testing.T) {
 	defer plain.Close()
 	assert.NoError(t, plain.UpdateState("ch", make(chan int)), "without the check the memory ledger stores anything")
 }
+
+// TestNilAndZeroEntanglement: the methods of a nil *Entanglement and of a
+// zero Entanglement, and typed keys given one, refuse with
+// ErrInvalidEntanglement instead of panicking; so does the zero Key's
+// Update with a nil function (ErrInvalidKey), and PermanentError and
+// EntanglementFrom take their zero inputs. Found by an adversarial review.
+func TestNilAndZeroEntanglement(t *testing.T) {
+	var n qpool.Key[int] // the zero Key
+	require.NotPanics(t, func() {
+		e := qpool.NewEntanglement("e", nil, 0)
+		defer e.Close()
+		assert.ErrorIs(t, n.Update(e, nil), qpool.ErrInvalidKey)
+		assert.Equal(t, "qpool: permanent error", (&qpool.PermanentError{}).Error())
+		_, ok := qpool.EntanglementFrom(nil) //nolint:staticcheck // a nil ctx must not panic
+		assert.False(t, ok)
+	})
+	rows := qpool.NewKey[int]("rows")
+	for name, e := range map[string]*qpool.Entanglement{"nil": nil, "zero": {}} {
+		t.Run(name, func(t *testing.T) {
+			require.NotPanics(t, func() {
+				assert.ErrorIs(t, e.UpdateState("k", 1), qpool.ErrInvalidEntanglement)
+				assert.ErrorIs(t, e.DeleteState("k"), qpool.ErrInvalidEntanglement)
+				assert.ErrorIs(t, e.Update("k", func(any, bool) (any, error) { return 1, nil }), qpool.ErrInvalidEntanglement)
+				_, found := e.GetState("k")
+				assert.False(t, found)
+				assert.Empty(t, e.Snapshot())
+				assert.Empty(t, e.GetStateHistory(0))
+				_, err := e.History(context.Background(), 0)
+				assert.ErrorIs(t, err, qpool.ErrInvalidEntanglement)
+				_, err = e.Await(context.Background(), "k")
+				assert.ErrorIs(t, err, qpool.ErrInvalidEntanglement)
+				_, open := <-e.Watch(context.Background(), 0)
+				assert.False(t, open)
+				e.AddJob(qpool.Job{ID: "j"})
+				assert.False(t, e.RemoveJob("j"))
+				assert.Empty(t, e.Jobs())
+				assert.Empty(t, e.ID())
+				assert.False(t, e.IsExpired())
+				e.SetOnStateChange(func(_, _ map[string]any) {})
+				assert.ErrorIs(t, rows.Set(e, 1), qpool.ErrInvalidEntanglement)
+				_, _, err = rows.Get(e)
+				assert.NoError(t, err, "Get reports an absent key, as on a closed entanglement")
+				assert.ErrorIs(t, rows.Update(e, func(n int, _ bool) (int, error) { return n + 1, nil }), qpool.ErrInvalidEntanglement)
+				_, _, err = qpool.GetStateAs[int](e, "k")
+				assert.NoError(t, err)
+				assert.NoError(t, e.Close())
+			})
+		})
+	}
+}

@@ -81,6 +81,9 @@ func (k Key[T]) Delete(e *Entanglement) error {
 // nothing; a nil fn gets [ErrNilFunc]. When the current value does not
 // convert into a T, Update returns the [*TypeError] without calling fn.
 func (k Key[T]) Update(e *Entanglement, fn func(old T, exists bool) (T, error)) error {
+	if k.name == "" {
+		return e.UpdateState("", nil) // ErrInvalidKey, as from every method of the zero Key; records nothing
+	}
 	if fn == nil {
 		return e.Update(k.name, nil)
 	}

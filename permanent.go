@@ -24,7 +24,12 @@ func Permanent(err error) error {
 
 // Error returns the wrapped error's message: marking an error permanent
 // does not change what it says.
-func (e *PermanentError) Error() string { return e.Err.Error() }
+func (e *PermanentError) Error() string {
+	if e.Err == nil {
+		return "qpool: permanent error"
+	}
+	return e.Err.Error()
+}
 
 // Unwrap returns the wrapped error.
 func (e *PermanentError) Unwrap() error { return e.Err }

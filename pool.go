@@ -231,7 +231,11 @@ func (p *Pool) Wait() {
 }
 
 // Close stops intake, waits until every accepted job has finished, and ends
-// every goroutine the pool started. Submissions after Close fail with
+// every goroutine the pool started: when it returns, each of them has done
+// its last work and is returning, touching nothing of the pool (a stack
+// dump taken at that instant may still list one for a few microseconds, as
+// with any goroutine a WaitGroup waits for; goleak's retries allow for it).
+// Submissions after Close fail with
 // [ErrPoolClosed]; so do submitters blocked on a full queue when it starts,
 // unless room frees up for their job at the same moment, in which case the
 // job is accepted and runs like any other. Close is

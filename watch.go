@@ -37,6 +37,7 @@ const (
 // A job that ranges over a watch holds its worker while it waits: give it
 // the job's own context, as for [Entanglement.Await].
 func (e *Entanglement) Watch(ctx context.Context, since uint64) <-chan StateChange {
+	e = e.or()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -148,6 +149,7 @@ func (e *Entanglement) pause(ctx context.Context, d time.Duration, forever bool)
 // ErrUnavailable while its server is unreachable). A nil error with an
 // empty slice means there is no change at or after since.
 func (e *Entanglement) History(ctx context.Context, since uint64) ([]StateChange, error) {
+	e = e.or()
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -176,6 +178,7 @@ func (e *Entanglement) History(ctx context.Context, since uint64) ([]StateChange
 // worker to run that job: with every worker waiting like this one, it
 // never does (see "Waiting inside a job" in docs/pool.md).
 func (e *Entanglement) Await(ctx context.Context, key string) (any, error) {
+	e = e.or()
 	if ctx == nil {
 		ctx = context.Background()
 	}

@@ -61,7 +61,10 @@ func (p *Pool) handTo(t task) bool {
 // on its way. Such a worker runs only pool code until it waits for a task
 // or leaves the count (a Resize, an exit token, the pool quitting), so the
 // wait is short: it ends once the hand-off succeeds or no worker counts
-// itself idle (another submitter took it: then the pool is full).
+// itself idle: another submitter took it (then the pool is full), or it
+// took the idle reaper's exit token, and then it stopped counting itself as
+// a worker before it left the idle count (see receive), so the last try to
+// start a worker finds its place.
 func (p *Pool) handToFreed(t task) bool {
 	for p.idle.Load() > 0 {
 		if p.handTo(t) {
@@ -69,7 +72,7 @@ func (p *Pool) handToFreed(t task) bool {
 		}
 		runtime.Gosched()
 	}
-	return false
+	return p.spawn(t)
 }
 
 // yieldForRoom lets other goroutines run once, then queues t if that made
@@ -244,6 +247,7 @@ type workerState struct {
 	normal    bool // the worker returned rather than Goexit
 	idle      bool // counted in pool.idle already, by free
 	uncounted bool // no longer counted in pool.workers: it must exit
+	leaving   bool // took an exit token and stopped counting itself in receive
 }
 
 // How a worker makes itself available again once its task has ended (see
@@ -317,7 +321,11 @@ func (w *workerState) next() (task, bool) {
 			return task{}, false // retired in receive
 		}
 		// An exit token, the idle timeout of zero, or the pool quitting.
-		p.workers.Add(-1)
+		if w.leaving {
+			w.leaving = false // receive stopped counting it already
+		} else {
+			p.workers.Add(-1)
+		}
 		p.roomMade() // a waiting submitter may start a worker in its place
 		if p.queue.len() == 0 || !p.reserveWorker() {
 			return task{}, false
@@ -382,6 +390,14 @@ func (w *workerState) receive() (task, bool) {
 		}
 		select {
 		case t := <-p.handoff: // a task, or the idle reaper's exit token
+			if t.j == nil && t.fn == nil {
+				// The exit token: stop counting as a worker before
+				// leaving the idle count, so that a submitter that
+				// finds no idle worker finds room to start one
+				// (handToFreed), and is not refused meanwhile.
+				p.workers.Add(-1)
+				w.leaving = true
+			}
 			if p.idle.Add(-1) == 0 {
 				p.lastIdleLeft()
 			}
