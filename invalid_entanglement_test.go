@@ -142,3 +142,27 @@ func TestNilAndZeroEntanglement(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyWatchOnNilEntanglement: a typed key's Watch of a nil or zero
+// entanglement yields ErrInvalidEntanglement (the zero Key's, ErrInvalidKey)
+// and ends, instead of panicking (found by an adversarial review).
+func TestKeyWatchOnNilEntanglement(t *testing.T) {
+	for name, e := range map[string]*qpool.Entanglement{"nil": nil, "zero": {}} {
+		for kname, k := range map[string]qpool.Key[int]{"named": qpool.NewKey[int]("k"), "zero": {}} {
+			t.Run(name+"/"+kname, func(t *testing.T) {
+				require.NotPanics(t, func() {
+					n := 0
+					for _, err := range k.Watch(context.Background(), e) {
+						n++
+						if kname == "zero" {
+							assert.ErrorIs(t, err, qpool.ErrInvalidKey)
+						} else {
+							assert.ErrorIs(t, err, qpool.ErrInvalidEntanglement)
+						}
+					}
+					assert.Equal(t, 1, n, "one error, then the end")
+				})
+			})
+		}
+	}
+}

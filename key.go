@@ -129,8 +129,9 @@ func (k Key[T]) Await(ctx context.Context, e *Entanglement) (T, error) {
 // The second value of each pair is nil but in two cases. A value that does
 // not convert into a T comes as the zero T with a [*TypeError], and the
 // watch goes on. And the sequence ends by yielding why it ended: ctx's
-// cause, [ErrClosed] or [ErrExpired] when e ends, or the ledger's error.
-// Breaking out of the loop ends it at once.
+// cause, or [ErrClosed] or [ErrExpired] when e ends; a ledger that cannot be
+// read for a while delays it, as it does [Entanglement.Watch], and does not
+// end it. Breaking out of the loop ends it at once.
 //
 //	for m, err := range metrics.Watch(ctx, e) {
 //		if err != nil {
@@ -148,6 +149,7 @@ func (k Key[T]) Watch(ctx context.Context, e *Entanglement) iter.Seq2[T, error] 
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	e = e.or()
 	return func(yield func(T, error) bool) {
 		var zero T
 		if err := e.check(k.name); err != nil {
@@ -158,11 +160,13 @@ func (k Key[T]) Watch(ctx context.Context, e *Entanglement) iter.Seq2[T, error] 
 		for {
 			// Invariant: changed is taken before the Read, so a change
 			// recorded after the Read closes it and is read on the next
-			// round; the same protocol as Entanglement.feed.
+			// round; the same protocol as Entanglement.feed. A failed
+			// read is retried as a watch's is (readRetrying): the
+			// sequence ends only when ctx or the entanglement does.
 			changed := e.ledger.Changed()
-			batch, err := e.ledger.Read(ctx, since, watchBatch)
-			if err != nil {
-				yield(zero, k.watchEnd(ctx, e, err))
+			batch, ok := e.readRetrying(ctx, since, watchBatch)
+			if !ok {
+				yield(zero, k.watchEnd(ctx, e))
 				return
 			}
 			for _, c := range batch {
@@ -192,17 +196,13 @@ func (k Key[T]) Watch(ctx context.Context, e *Entanglement) iter.Seq2[T, error] 
 	}
 }
 
-// watchEnd names why a watch's Read failed: the entanglement's end or
-// ctx's, which make a ledger's Read fail, rather than the ledger's
-// wording of them; otherwise the ledger's error itself.
-func (k Key[T]) watchEnd(ctx context.Context, e *Entanglement, err error) error {
+// watchEnd names why a watch's reads stopped: the entanglement's end or
+// ctx's (readRetrying gives up on nothing else).
+func (k Key[T]) watchEnd(ctx context.Context, e *Entanglement) error {
 	if uerr := e.usable(); uerr != nil {
 		return uerr
 	}
-	if ctx.Err() != nil {
-		return context.Cause(ctx)
-	}
-	return fmt.Errorf("qpool: entanglement %q: watch %q: %w", e.id, k.name, err)
+	return context.Cause(ctx)
 }
 
 // ErrType is matched by every [*TypeError]: a stored value that does not

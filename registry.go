@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 )
 
@@ -19,7 +20,7 @@ func (p *Pool) submit(j *job, nilFn bool) {
 	}
 	ready, err := p.register(j)
 	if err != nil {
-		if _, failed := err.(*DependencyError); !failed {
+		if !registeredFailure(err) {
 			p.reject(j, err)
 			p.done()
 			return
@@ -42,6 +43,17 @@ func (p *Pool) submit(j *job, nilFn bool) {
 	}
 }
 
+// registeredFailure reports whether register's err is one it returns for a
+// job it registered all the same: a dependency that failed already, or one
+// the pool does not know. The job then counts under its ID, as the newest
+// job with it, and resolving it fails its own dependents the same way.
+func registeredFailure(err error) bool {
+	if _, failed := err.(*DependencyError); failed {
+		return true
+	}
+	return errors.Is(err, ErrUnknownDependency)
+}
+
 // validate checks what can be checked without the registry.
 func validate(j *job, nilFn bool) error {
 	switch {
@@ -62,11 +74,13 @@ func (p *Pool) reject(j *job, err error) {
 
 // register records j under its ID and links it to its dependencies. It
 // reports whether j can be queued now, or an error if it cannot be accepted.
-// A *DependencyError is the exception: j is registered, and a dependency has
-// failed already, so the caller must resolve j with it. Registering it keeps
-// the outcome independent of timing: a job submitted later that depends on
-// j finds it failed, as it would had j been failed while waiting, not
-// unknown.
+// A *DependencyError and ErrUnknownDependency are the exceptions (see
+// registeredFailure): j is registered, and a dependency has failed already
+// or is unknown, so the caller must resolve j with the error. Registering
+// it keeps the outcome independent of timing, and makes j the newest job
+// under its ID: a job submitted later that depends on j finds it failed,
+// as it would had j been failed while waiting, not unknown, nor an older
+// job's outcome under the same ID.
 func (p *Pool) register(j *job) (ready bool, err error) {
 	if len(j.cfg.deps) == 0 {
 		if !p.ids.add(j) {
@@ -81,9 +95,14 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 	defer p.mu.Unlock()
 	var waitFor []*job
 	var failure *DependencyError // the first dependency found failed
+	var unknown error            // the first dependency the pool does not know
 	for _, id := range j.cfg.deps {
 		d, failed, err := p.dependency(j, id)
 		switch {
+		case errors.Is(err, ErrUnknownDependency):
+			if unknown == nil {
+				unknown = err
+			}
 		case err != nil:
 			return false, err
 		case failed != nil:
@@ -100,6 +119,9 @@ func (p *Pool) register(j *job) (ready bool, err error) {
 	if failure != nil {
 		j.set(flagDepFailed) // before the caller resolves j: see dependencyError
 		return false, failure
+	}
+	if unknown != nil {
+		return false, unknown // registered, as a failed dependency's is
 	}
 	for _, d := range waitFor {
 		ds := d.depState()

@@ -165,3 +165,33 @@ func heapAfterGC() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestJobFailedForItsDependenciesCountsUnderItsID: a job that fails at
+// submission because a dependency is unknown, or failed already, is the
+// newest job under its ID: a reused ID's older success no longer counts,
+// under the defaults and with a result TTL (found by an adversarial
+// review: the unknown-dependency case was not registered, and a dependent
+// ran on the older success).
+func TestJobFailedForItsDependenciesCountsUnderItsID(t *testing.T) {
+	for name, opts := range map[string][]qpool.Option{"defaults": nil, "ttl": {qpool.WithResultTTL(time.Hour)}} {
+		t.Run(name, func(t *testing.T) {
+			p := newTestPool(t, opts...)
+			errBoom := errors.New("boom")
+			wait(t, p.Schedule("broken", func() (any, error) { return nil, errBoom }))
+			for dep, want := range map[string]error{"never-submitted": qpool.ErrUnknownDependency, "broken": errBoom} {
+				id := "x-after-" + dep
+				_, err := wait(t, p.Schedule(id, ok)) // an older success under the ID
+				require.NoError(t, err)
+				_, err = wait(t, p.Schedule(id, ok, qpool.WithDependencies(dep)))
+				require.ErrorIs(t, err, want)
+				_, err = wait(t, p.Schedule("y-"+id, ok, qpool.WithDependencies(id)))
+				assert.ErrorIs(t, err, qpool.ErrDependencyFailed, "the older success under %q counted", id)
+				assert.ErrorIs(t, err, want)
+				if r, found := p.Result(id); found {
+					_, err := r.Wait(context.Background())
+					assert.Error(t, err, "Result found the older success")
+				}
+			}
+		})
+	}
+}
