@@ -7,3 +7,6 @@ package qpool_test
 // chain is shorter with it: still fifty times deeper than a recursion
 // through the chain could go in the test's 1 MB stack.
 const longChain = 20_000
+
+// raceEnabled reports whether the tests run under the race detector.
+const raceEnabled = true

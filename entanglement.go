@@ -482,10 +482,11 @@ func (e *Entanglement) IsExpired() bool { return e.or().life.Load() == lifeExpir
 // goroutines the entanglement started. Later updates fail with [ErrClosed].
 // Close is idempotent; it returns the ledger's Close error.
 //
-// No callback starts once the entanglement has ended, so a change not yet
-// delivered then is never delivered; and Close waits for the callbacks
-// already under way (OnStateChange, OnChange, OnExpire, on whatever
-// goroutine) to return. So after Close returns no callback of any kind
+// No change's delivery begins once the entanglement has ended, so a change
+// not yet delivered then is never delivered (expiry does not wait for a
+// delivery already under way: its callback may be entered while or after
+// OnExpire runs); and Close waits for the callbacks already under way
+// (OnStateChange, OnChange, OnExpire, on whatever goroutine) to return. So after Close returns no callback of any kind
 // runs or starts, and what the callbacks use may be released.
 //
 // Callbacks may call Close. So that it never waits for itself, Close

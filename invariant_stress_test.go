@@ -1000,7 +1000,8 @@ type invEnt struct {
 	hookCalls int
 
 	closeCalled   atomic.Bool
-	closeReturned atomic.Bool
+	closeReturned atomic.Bool // by a Close called outside every callback
+	anyClosed     atomic.Bool // a Close returned, from a callback or not
 	expired       atomic.Bool // the OnExpire hook ran
 
 	upd      sync.WaitGroup // updaters, awaits, the watch starter, the callback switcher, the closer
@@ -1052,7 +1053,7 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 				x.echo() // "a callback may call any method, UpdateState included"
 			}
 			if int64(sc.Sequence) == x.closeAt {
-				x.close() // "Callbacks may call Close."
+				x.closeFromCallback() // "Callbacks may call Close."
 			}
 		}),
 		qpool.WithOnExpire(func(string) {
@@ -1062,7 +1063,7 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 			x.mu.Unlock()
 			x.expired.Store(true)
 			if x.hookCloses && x.self.Load() != nil {
-				x.close() // "It may call Close, which then does not wait for it."
+				x.closeFromCallback() // "It may call Close, which then does not wait for it."
 			}
 		}),
 	}
@@ -1086,14 +1087,18 @@ func newInvEnt(c *invCheck, rng *rand.Rand) *invEnt {
 	return x
 }
 
-// callbackStarts checks that no callback starts after Close returned or
-// after the entanglement expired.
+// callbackStarts checks that no callback starts after a Close called
+// outside every callback returned. Two cases are not checked, as the
+// documentation allows them: a Close called from a callback (the OnExpire
+// hook, a change callback) "does not wait for callbacks under way", and
+// expiry ends the entanglement without waiting for them either, so a
+// callback whose delivery began before the end may be entered after the
+// OnExpire hook ran (the delivery of a change never begins after the end:
+// [callback-after-expiry] checks the own-change fast path, which must not
+// begin one, in TestNoCallbackAfterExpiry).
 func (x *invEnt) callbackStarts(name string) {
 	if x.closeReturned.Load() {
 		x.c.fail("callback-after-close", "%s started after Close returned", name)
-	}
-	if x.expired.Load() {
-		x.c.fail("callback-after-expiry", "%s started after the OnExpire hook ran", name)
 	}
 }
 
@@ -1132,7 +1137,7 @@ func (x *invEnt) mutate(rng *rand.Rand) {
 		e, remote = x.other, true // open until the round ends, with no TTL
 	}
 	before := time.Now()
-	closedBefore, expiredBefore := x.closeReturned.Load() && !remote, x.expired.Load() && !remote
+	closedBefore, expiredBefore := x.anyClosed.Load() && !remote, x.expired.Load() && !remote
 	var v int64
 	var err error
 	del, failFn := false, false
@@ -1202,7 +1207,7 @@ func (x *invEnt) echo() {
 	}
 	v := x.vals.Add(1)
 	before := time.Now()
-	closedBefore, expiredBefore := x.closeReturned.Load(), x.expired.Load()
+	closedBefore, expiredBefore := x.anyClosed.Load(), x.expired.Load()
 	err := e.UpdateState("echo", v)
 	switch {
 	case err == nil:
@@ -1292,7 +1297,18 @@ func (x *invEnt) close() {
 	if err := x.e.Close(); err != nil {
 		x.c.fail("ent-close", "Close returned %v", err)
 	}
+	x.anyClosed.Store(true)
 	x.closeReturned.Store(true)
+}
+
+// closeFromCallback is close as a callback calls it: that Close does not
+// wait for callbacks under way, so callbackStarts does not count it.
+func (x *invEnt) closeFromCallback() {
+	x.closeCalled.Store(true)
+	if err := x.e.Close(); err != nil {
+		x.c.fail("ent-close", "Close returned %v", err)
+	}
+	x.anyClosed.Store(true)
 }
 
 func (x *invEnt) await(rng *rand.Rand) {

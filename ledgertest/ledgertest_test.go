@@ -2,6 +2,7 @@ package ledgertest_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 
@@ -107,5 +108,46 @@ func TestCheckFailsBrokenLedgers(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// closeCounting is a memory ledger that counts the calls that close it:
+// Close, and Drop, which "deletes the state and history and closes the
+// ledger".
+type closeCounting struct {
+	*qpool.MemoryLedger
+	closes *atomic.Int64
+}
+
+func (l closeCounting) Close() error {
+	l.closes.Add(1)
+	return l.MemoryLedger.Close()
+}
+
+func (l closeCounting) Drop(ctx context.Context) error {
+	l.closes.Add(1)
+	return l.MemoryLedger.Drop(ctx)
+}
+
+// TestCheckClosesEveryLedger: "Check closes every ledger it opens", also
+// when its context ends part way.
+func TestCheckClosesEveryLedger(t *testing.T) {
+	for _, stopEarly := range []bool{false, true} {
+		var opens, closes atomic.Int64
+		ctx, cancel := context.WithCancel(t.Context())
+		err := ledgertest.Check(ctx, func() (qpool.Ledger, error) {
+			if opens.Add(1) == 5 && stopEarly {
+				cancel()
+			}
+			return closeCounting{qpool.NewMemoryLedger(), &closes}, nil
+		})
+		cancel()
+		if stopEarly {
+			require.Error(t, err)
+		} else {
+			require.NoError(t, err)
+		}
+		require.Positive(t, opens.Load())
+		require.Equal(t, opens.Load(), closes.Load(), "ledgers opened and closed (stopped early: %v)", stopEarly)
 	}
 }
