@@ -80,6 +80,11 @@
 // afterwards changes what GetState and the history return, unless the
 // entanglement copies values with [WithValueCopy]. Durability depends on the
 // ledger: the default keeps everything in memory. A job that submits into
-// its own saturated pool and waits for the result blocks until a worker is
-// free or the pool closes.
+// its own saturated pool blocks in Submit until there is room, or fails
+// with ErrPoolClosed once Close begins. A job that waits for a job queued
+// behind it holds its worker while it waits: if every worker waits like
+// that, the queued job never runs and Close, which waits for every
+// accepted job, waits for ever, unless the waits use the job's context
+// and end by Shutdown's deadline (see "Waiting inside a job" in
+// docs/pool.md).
 package qpool
