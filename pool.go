@@ -321,6 +321,14 @@ func (p *Pool) finish() {
 		p.wg.Done() // the watcher will never run; see contextDone
 	}
 	p.wg.Wait()
+	// A task a retiring worker or a dependency's hand-off was passing on
+	// when the pool finished may have reached the queue: its job was
+	// resolved already (no job was pending), so nothing will run it.
+	for {
+		if _, ok := p.queue.pop(); !ok {
+			break
+		}
+	}
 	p.ids.clear()
 }
 

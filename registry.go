@@ -330,11 +330,12 @@ func (p *Pool) handOff(j *job) {
 	}
 	p.wg.Add(1)
 	// Owner: the pool. Ends when the job finds room (the queue, a new
-	// worker, or an idle one) or the pool aborts; waited in Close.
+	// worker, or an idle one), the pool aborts, or it finishes (the job
+	// was cancelled meanwhile: see waitForRoom); waited in Close.
 	go func() {
 		defer p.wg.Done()
 		if !p.waitForRoom(t, p.aborted) {
-			p.resolve(j, jobError(j.id, p.abortErr), false)
+			p.resolve(j, jobError(j.id, p.closedErr()), false) // resolved already, unless aborted
 		}
 	}()
 }

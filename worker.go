@@ -106,6 +106,12 @@ func (p *Pool) tryQueue(t task) bool {
 // and Resize signals it when the limit grows; the count of waiters is
 // raised before the last try, so that either the try finds the room or
 // worker, or the goroutine that made it signals.
+//
+// It also reports false once the pool has finished (quit): no worker can
+// start then, and none is left to take t. Close finishes the pool only once
+// no accepted job is pending, so a task still waiting here then belongs to
+// a job resolved already (cancelled while a retiring worker, or a finishing
+// dependency, was passing it on), which nothing needs to run.
 func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 	p.roomWait.Add(1)
 	defer p.roomWait.Add(-1)
@@ -123,6 +129,8 @@ func (p *Pool) waitForRoom(t task, stop <-chan struct{}) bool {
 			return true
 		case <-p.room:
 		case <-stop:
+			return false
+		case <-p.quit:
 			return false
 		}
 	}
@@ -342,10 +350,10 @@ func (p *Pool) pass(t task) {
 		return
 	}
 	if t.j != nil {
-		p.resolve(t.j, jobError(t.j.id, p.abortErr), false)
+		p.resolve(t.j, jobError(t.j.id, p.closedErr()), false) // resolved already, unless aborted
 		return
 	}
-	p.dropFunc(p.abortErr)
+	p.dropFunc(p.closedErr())
 }
 
 // receive takes the next task from the queue, waiting while the worker is
