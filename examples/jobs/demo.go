@@ -9,10 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qpool/qpool"
-	"github.com/qpool/qpool/natsjobs"
 )
 
 const partitions = 3
@@ -64,19 +61,11 @@ func runDemo(url, ns string, workers int) error {
 func produce(url, ns string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	nc, _, c, err := connect(ctx, url, ns)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	c, err := natsjobs.NewClient(ctx, js, natsjobs.WithNamespace(ns))
-	if err != nil {
-		return err
-	}
 	defer c.Close()
 
 	type line struct{ id, text string }

@@ -20,19 +20,11 @@ import (
 func runWorker(url, ns, name string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	nc, js, c, err := connect(ctx, url, ns)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	c, err := natsjobs.NewClient(ctx, js, natsjobs.WithNamespace(ns))
-	if err != nil {
-		return err
-	}
 	defer c.Close()
 	var mu sync.Mutex
 	log := func(format string, args ...any) {
@@ -58,4 +50,23 @@ func runWorker(url, ns, name string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return w.Shutdown(sctx)
+}
+
+// connect opens a connection that reconnects for ever and buffers what is
+// published meanwhile, and a client of the namespace ns on it. The caller
+// closes both, the client first.
+func connect(ctx context.Context, url, ns string) (*nats.Conn, jetstream.JetStream, *natsjobs.Client, error) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectBufSize(-1))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		var c *natsjobs.Client
+		if c, err = natsjobs.NewClient(ctx, js, natsjobs.WithNamespace(ns)); err == nil {
+			return nc, js, c, nil
+		}
+	}
+	nc.Close()
+	return nil, nil, nil, err
 }
