@@ -44,7 +44,8 @@ var (
 	ErrUnknownDependency = errors.New("qpool: unknown dependency")
 
 	// ErrInvalidJob is returned for a job the pool cannot accept: an empty
-	// ID, a nil function, a dependency on itself.
+	// ID, a nil function, a dependency on itself; and by a [Group] for an
+	// explicit ID of its generated form, a nil or zero Group, or a nil pool.
 	ErrInvalidJob = errors.New("qpool: invalid job")
 
 	// ErrGoexit is returned for a job whose function called

@@ -100,9 +100,12 @@ func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) 
 }
 
 // noPool is the configuration of a job that has no pool (one submitted to
-// a pool NewPool did not make, or refused by a group before it reached
-// one): resolved at once, so Future.Cancel finds it resolved and looks no
-// further.
+// a pool NewPool did not make, refused by a group before it reached one,
+// or a promise's). Future.Cancel reaches the pool through it: such a job is
+// resolved at once, so Cancel finds it resolved and looks no further; a
+// promise's job stays in stateRunning until it resolves, so
+// Pool.cancelJob (with a nil pool) only marks it cancelled and never
+// touches the nil pool (see NewPromise).
 var noPool = jobConfig{attempts: 1}
 
 // valid reports whether a pool made f: not nil, and not a zero value.

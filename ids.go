@@ -64,10 +64,6 @@ func (r *idRegistry) init(ttl, window time.Duration) {
 	r.seed, r.ttl, r.window, r.epoch = maphash.MakeSeed(), ttl, window, time.Now()
 }
 
-// keepsOutcomes reports whether a finishing job is unregistered at once
-// and only its outcome kept: no result TTL, and a dependency window.
-func (r *idRegistry) keepsOutcomes() bool { return r.ttl <= 0 && r.window > 0 }
-
 // lazy reports whether finished jobs stay in the tables, ignored, until a
 // sweep: neither a result TTL nor a dependency window.
 func (r *idRegistry) lazy() bool { return r.ttl <= 0 && r.window <= 0 }
@@ -160,8 +156,7 @@ func outcomeOf(j *job, expires time.Duration) outcome {
 }
 
 // expire drops retained jobs whose result TTL has passed, keeping their
-// outcome when the dependency window outlasts the TTL, and outcomes whose
-// window has passed. s.mu must be held.
+// outcome when the dependency window outlasts the TTL. s.mu must be held.
 //
 // Outcomes are not expired here, on every submission's path: the ring is
 // bounded whatever their windows, and lookup checks the window of the one
@@ -185,8 +180,9 @@ func (s *idShard) expire(r *idRegistry) {
 
 // dropFinished drops what the registry keeps only for finished jobs: in
 // the lazy mode every finished job (what add's sweeps have not dropped
-// yet), otherwise every retained job and outcome whose time has passed
-// (what later submissions and lookups to its shard would drop). The idle
+// yet), otherwise every retained job whose TTL has passed (what later
+// submissions and lookups to its shard would drop) and every outcome whose
+// window has passed (which only this drops; lookups ignore them). The idle
 // reaper calls it, so that an idle pool lets finished jobs go; it reports
 // whether jobs or outcomes are still kept for their time, which keeps the
 // reaper running.

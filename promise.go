@@ -1,12 +1,5 @@
 package qpool
 
-// promiseConfig is the configuration of every promise's job: no pool, one
-// attempt. Future.Cancel reaches the pool through it, and a promise's job is
-// kept in stateRunning until it resolves, so that Pool.cancelJob (with a
-// nil pool) only marks the job cancelled and records a context cause that
-// nothing reads: it never touches the nil pool. See NewPromise.
-var promiseConfig = jobConfig{attempts: 1}
-
 // NewPromise returns a future with the given ID that no pool runs, and the
 // function that resolves it. Something other than a [Pool] (a remote
 // worker fleet, a callback) calls resolve once it knows the outcome; the
@@ -21,7 +14,7 @@ var promiseConfig = jobConfig{attempts: 1}
 func NewPromise[T any](id string) (f *Future[T], resolve func(value T, err error) bool) {
 	c := &call[T]{}
 	c.fut.j = &c.job
-	c.job.id, c.job.r, c.job.cfg = id, c, &promiseConfig
+	c.job.id, c.job.r, c.job.cfg = id, c, &noPool
 	c.job.resolved.Add(1)
 	// Invariant: the job is in stateRunning until resolve moves it on, so
 	// cancelJob's resolve (allowed only from waiting or queued) fails and

@@ -25,7 +25,8 @@ func (p *Pool) submit(j *job, nilFn bool) {
 			p.done()
 			return
 		}
-		// Registered, with a dependency that has failed already: it
+		// Registered, with a dependency that has failed already, or is
+		// unknown: it
 		// ends as if it had failed while waiting.
 	}
 	if e := j.cfg.entanglement; e != nil {
