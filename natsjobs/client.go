@@ -411,8 +411,10 @@ type Status struct {
 	Submitted time.Time
 	// Result is the outcome, nil while the job has none.
 	Result *Record
-	// Unhandled is set when a worker received the job but had no handler
-	// for its name: the job waits for a worker that registers it.
+	// Unhandled is set once a worker received the job and had no handler
+	// for its name (the job then waits for a worker that registers it). It
+	// is not cleared when such a worker runs the job later: Result tells
+	// whether the job has finished.
 	Unhandled bool
 	// UnhandledBy and UnhandledSince say which worker found no handler,
 	// first, and when.
@@ -468,21 +470,33 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
-		if _, err := c.s.getResult(ctx, id); err == nil {
+		_, err := c.s.getResult(ctx, id)
+		switch {
+		case err == nil:
 			return nil
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return err
 		}
 		return fmt.Errorf("%w: %q", ErrUnknownJob, id)
 	}
 	r := &resultRecord{ID: id, Error: &errRecord{Kind: kindCanceled, Message: "cancelled by Client.Cancel"}}
 	created, err := c.s.record(ctx, r)
-	if err != nil || !created {
+	if err != nil {
 		return err
+	}
+	if !created {
+		// Finished already, or cancelled by an earlier Cancel that may
+		// have failed before it released the dependents: release what
+		// is recorded (release is idempotent).
+		cur, err := c.s.getResult(ctx, id)
+		if err != nil {
+			return err
+		}
+		return c.s.release(ctx, cur)
 	}
 	// The outcome first, then the marker: a worker that registers the job
 	// as running before it looks for an outcome either finds this one or
 	// is running the job when the marker reaches it (see Worker.begin).
-	if _, err := c.s.cancels.Put(ctx, key(id), nil); err != nil {
-		return err
-	}
-	return c.s.release(ctx, r)
+	_, putErr := c.s.cancels.Put(ctx, key(id), nil)
+	return errors.Join(putErr, c.s.release(ctx, r))
 }

@@ -46,7 +46,9 @@ var (
 	// outcome: its worker died (or shut down) each time it ran it.
 	ErrTooManyDeliveries = errors.New("natsjobs: too many deliveries")
 
-	// ErrClosed is returned after [Client.Close] or [Worker.Shutdown].
+	// ErrClosed is returned by Submit, a future's Wait and Result after
+	// [Client.Close], and is the cause of the context of a job that
+	// [Worker.Shutdown] hands back.
 	ErrClosed = errors.New("natsjobs: closed")
 
 	// ErrInvalidOption is returned by NewWorker and NewClient for an option

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,4 +280,27 @@ func TestRegisterDefaultsAndPanics(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, map[string]int{"default": 3, "own": 2, "panic": 1}, calls)
+}
+
+// TestHandlerGoexit: a handler that calls runtime.Goexit fails its job with
+// the message of qpool.ErrGoexit, as a pool's job does, instead of leaving it running for
+// ever (found by review: the run was never ended and its heartbeats went
+// on until Shutdown).
+func TestHandlerGoexit(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	quit := natsjobs.Register(reg, "quit", func(context.Context, int) (int, error) {
+		runtime.Goexit()
+		return 0, nil
+	})
+	newWorker(t, js, reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+	_, err := quit.Submit(ctx, c, "g1", 1, qpool.WithRetry(3, time.Millisecond)).Wait(ctx)
+	require.ErrorContains(t, err, qpool.ErrGoexit.Error(), "the outcome names the Goexit (errors cross processes by kind and message)")
+	var re *natsjobs.RemoteError
+	require.ErrorAs(t, err, &re)
+	require.Equal(t, 1, re.Attempts, "a Goexit is not retried, as a panic is not")
 }

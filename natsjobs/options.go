@@ -134,7 +134,7 @@ func WithMaxDeliveries(n int) Option { return func(c *config) { c.maxDeliveries 
 // (default host-pid-random).
 func WithWorkerName(name string) Option { return func(c *config) { c.name = name } }
 
-// WithLogger sets where a worker logs what it cannot report to a future
+// WithLogger sets where a client or worker logs what it cannot report to a future
 // (a malformed message, a failed write of an outcome that it retries).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 

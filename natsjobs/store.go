@@ -50,7 +50,6 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 type store struct {
 	js        jetstream.JetStream
 	ns        string
-	codec     qpool.Codec
 	retention time.Duration
 	maxData   int
 
@@ -81,7 +80,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
 		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
 	}
-	s := &store{js: js, ns: c.ns, codec: c.codec, retention: c.retention, streams: map[string]bool{}}
+	s := &store{js: js, ns: c.ns, retention: c.retention, streams: map[string]bool{}}
 	s.maxData = int(nc.MaxPayload()) - headroom
 	var err error
 	for _, b := range []struct {
@@ -309,22 +308,6 @@ func (s *store) record(ctx context.Context, r *resultRecord) (bool, error) {
 	return true, nil
 }
 
-// finish records r and releases the jobs that depend on r.ID. Whoever
-// finds an outcome recorded (by itself or another) calls release again
-// when it cannot be sure the recorder released (a redelivered message):
-// release is idempotent, so a recorder that died between the two steps
-// costs nothing but the repetition.
-func (s *store) finish(ctx context.Context, r *resultRecord) error {
-	if _, err := s.record(ctx, r); err != nil {
-		return err
-	}
-	cur, err := s.getResult(ctx, r.ID)
-	if err != nil {
-		return err
-	}
-	return s.release(ctx, cur)
-}
-
 // release acts on the dependents of a finished job: if it failed, every
 // dependent, and theirs in turn, fails with a dependency error; if it
 // succeeded, every dependent whose dependencies have all succeeded is
@@ -494,7 +477,7 @@ func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, att
 	return err
 }
 
-// jobFromMsg rebuilds the job record a message carries (without its
+// jobFromHeaders rebuilds the job record a message carries (without its
 // dependencies, which are behind it) and the attempt number.
 func jobFromHeaders(h nats.Header, queue string) (*jobRecord, int, error) {
 	j := &jobRecord{ID: h.Get(hdrID), Name: h.Get(hdrName), Queue: queue}

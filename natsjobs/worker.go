@@ -392,7 +392,21 @@ func (w *Worker) handle(m jetstream.Msg) {
 		defer stop()
 	}
 	w.stats.ran.Add(1)
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		// The handler called runtime.Goexit, which nothing can stop: end
+		// the run and record the failure on the way out, as a pool records
+		// ErrGoexit, rather than leave the job running for ever.
+		w.end(r)
+		gctx, cancel := context.WithTimeout(context.Background(), phaseTimeout)
+		defer cancel()
+		w.record(gctx, m, &resultRecord{ID: j.ID, Error: failure(qpool.ErrGoexit, true), Attempts: attempt})
+	}()
 	out, decodeFailed, err, panicked := call(attemptCtx, h, w.cfg.codec, m.Data())
+	returned = true
 	cancelOps()
 	ctx, cancelOps = context.WithTimeout(context.Background(), phaseTimeout) // for what follows the handler
 	defer cancelOps()
