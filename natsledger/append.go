@@ -89,7 +89,11 @@ func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh 
 // DeleteState or Update on an entanglement) whose change was not confirmed
 // within the ledger's timeout: the server may have stored it and its
 // answer been lost, so the outcome is unknown until the replica shows it.
-// It wraps [ErrUnavailable] and the cause (context.DeadlineExceeded when
+// The change may also be stored later, after changes the same process
+// appended since (a publish the connection still buffers, or the server
+// still holds, across a failover): until it is settled, with Retry (which
+// waits for the outcome) or by reading the key, a later write to the same
+// key can be overwritten by it. It wraps [ErrUnavailable] and the cause (context.DeadlineExceeded when
 // the time ran out). Find it with errors.As:
 //
 //	var u *natsledger.UnconfirmedError
