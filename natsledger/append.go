@@ -34,16 +34,44 @@ const fastWait = 250 * time.Millisecond
 // encode, and [ErrUnavailable] when the change is not confirmed within
 // the timeout. Nothing is recorded on error, except that an
 // [ErrUnavailable] may hide a lost acknowledgement: every such error is an
-// [*UnconfirmedError], whose Retry stores the change at most once.
+// [*UnconfirmedError], whose Retry stores the change at most once. The
+// next Append settles such a change first (stores it, if it was not), so
+// that it can never be stored after a later one: see UnconfirmedError.
 func (l *Ledger) Append(ctx context.Context, m qpool.Mutation) (qpool.StateChange, error) {
-	return l.append(ctx, nuid.Next(), m, true)
+	return l.append(ctx, nuid.Next(), m, true, false)
 }
 
 // append records m under message ID id. A fresh ID was never published,
 // so its first attempt may skip the acknowledgement; a retried one always
 // asks for it, since its message may be stored and applied already, and
 // then only the acknowledgement (a duplicate's) names its sequence.
-func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh bool) (qpool.StateChange, error) {
+//
+// Unless settling (the call settles an earlier append itself), it first
+// settles every earlier append whose outcome is unknown, and records the
+// append in the unsettled list if its own outcome is unknown: see
+// [unsettled].
+func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh, settling bool) (qpool.StateChange, error) {
+	if settling {
+		return l.record(ctx, id, m, fresh)
+	}
+	if err := l.settle(ctx, id); err != nil {
+		// Not published: nothing of this change can be stored later.
+		return qpool.StateChange{}, &UnconfirmedError{MsgID: id, Mutation: m, l: l,
+			err: fmt.Errorf("natsledger: append %q to stream %s: %w: %w", m.Key, l.stream, ErrUnavailable, err)}
+	}
+	c, err := l.record(ctx, id, m, fresh)
+	var u *UnconfirmedError
+	switch {
+	case errors.As(err, &u) && u.MsgID == id && !u.Stored && !m.Guarded:
+		l.unsettled.add(u)
+	case !fresh:
+		l.unsettled.settled(id)
+	}
+	return c, err
+}
+
+// record publishes m under message ID id and waits until it is recorded.
+func (l *Ledger) record(ctx context.Context, id string, m qpool.Mutation, fresh bool) (qpool.StateChange, error) {
 	msg, err := l.message(m)
 	if err != nil {
 		return qpool.StateChange{}, fmt.Errorf("natsledger: append %q: encode: %w", m.Key, err)
@@ -89,12 +117,16 @@ func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh 
 // DeleteState or Update on an entanglement) whose change was not confirmed
 // within the ledger's timeout: the server may have stored it and its
 // answer been lost, so the outcome is unknown until the replica shows it.
-// The change may also be stored later, after changes the same process
-// appended since (a publish the connection still buffers, or the server
-// still holds, across a failover): until it is settled, with Retry (which
-// waits for the outcome) or by reading the key, a later write to the same
-// key can be overwritten by it. It wraps [ErrUnavailable] and the cause (context.DeadlineExceeded when
-// the time ran out). Find it with errors.As:
+// Such a change can still be stored late (a publish the server held
+// across a failover, say), but never after a later append of this
+// ledger: before it publishes anything, an append settles every earlier
+// unguarded append whose outcome is unknown, republishing it under its
+// message ID until JetStream answers, and fails with an UnconfirmedError
+// of its own, without publishing, while one cannot be settled. So a
+// change that returned nil is never overwritten by an earlier one of
+// this process. It wraps [ErrUnavailable] and the cause
+// (context.DeadlineExceeded when the time ran out). Find it with
+// errors.As:
 //
 //	var u *natsledger.UnconfirmedError
 //	if errors.As(err, &u) {
@@ -141,7 +173,7 @@ func (e *UnconfirmedError) Retry(ctx context.Context) (qpool.StateChange, error)
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return e.l.append(ctx, e.MsgID, e.Mutation, false)
+	return e.l.append(ctx, e.MsgID, e.Mutation, false, false)
 }
 
 // appended returns the change m recorded at stream sequence seq.

@@ -54,8 +54,9 @@
 // it, and the error is an [*UnconfirmedError]: its Retry publishes the
 // change again under the same message ID, so that it is stored once
 // (within the stream's duplicate window), where calling UpdateState again
-// could store it twice. Durability is the stream's: see
-// docs/distributed.md.
+// could store it twice. The next Append of the ledger settles it first
+// in the same way, so that such a change is never stored after a later
+// one. Durability is the stream's: see docs/distributed.md.
 //
 // Reads that reach the stream (history older than the replica's cache)
 // fail with [ErrUnavailable] while the server is unreachable: use

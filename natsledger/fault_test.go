@@ -50,8 +50,11 @@ func TestDuplicateMessageID(t *testing.T) {
 }
 
 // TestServerDown stops the server: Append fails within the ledger's
-// timeout with ErrUnavailable, nothing is recorded, and appends work again
-// once the server is back on the same port and store.
+// timeout with ErrUnavailable, nothing is recorded while the server is
+// down, and appends work again once it is back on the same port and
+// store. The next append first settles the unconfirmed one (settle.go),
+// so that it can never be stored after it: the failed change is stored
+// just before the next.
 func TestServerDown(t *testing.T) {
 	ctx := context.Background()
 	ts := startServer(t)
@@ -80,10 +83,11 @@ func TestServerDown(t *testing.T) {
 		c, err = u.Retry(ctx)
 	}
 	require.NoError(t, err)
-	require.Equal(t, next, c.Sequence, "the failed append left no trace")
+	require.Equal(t, next+1, c.Sequence, "the unconfirmed append was settled first")
 	h, err := l.Read(ctx, 0, 0)
 	require.NoError(t, err)
-	require.Equal(t, []any{"before", "after"}, []any{h[0].Value, h[1].Value})
+	require.Len(t, h, 3)
+	require.Equal(t, []any{"before", "lost", "after"}, []any{h[0].Value, h[1].Value, h[2].Value})
 }
 
 // TestServerRestartMidRun restarts the server while four writers append:

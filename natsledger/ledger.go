@@ -45,6 +45,8 @@ type Ledger struct {
 
 	outbox outbox // combines concurrent unacknowledged publishes
 
+	unsettled unsettled // appends whose outcome is unknown: see settle.go
+
 	feedMu  sync.Mutex // guards msgs against Close racing a feed restart
 	msgs    jetstream.MessagesContext
 	stop    chan struct{}   // closed by Close: the feed must end

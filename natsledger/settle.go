@@ -1,0 +1,120 @@
+package natsledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// unsettled keeps this process's unguarded appends whose outcome is
+// unknown, so that none of them can be stored after a later append.
+//
+// Why: an append that failed with an [*UnconfirmedError] may still be in
+// flight (a publish the server forwarded to a leader that died, say, and
+// that the new leader commits late). Nothing tells the stream to refuse it
+// later, since an unguarded append carries no expectation. If the process
+// then appends to the same key and the zombie is stored after it, the
+// older value overwrites the newer one although both appends returned in
+// order.
+//
+// The fence: before publishing anything new, an append settles every
+// unsettled one first, oldest first, by publishing it again under its
+// message ID and waiting for JetStream's answer (Retry's path). Once
+// JetStream has answered for a message ID, the change is stored (by this
+// attempt or an earlier one) and any later copy is a duplicate within the
+// stream's duplicate window, which the server drops. So the new append's
+// sequence follows every copy of every earlier unconfirmed append. If an
+// earlier append still cannot be settled, the new one is not published
+// and fails too, with an [*UnconfirmedError] of its own.
+//
+// A guarded append needs no fence: a late copy of it expects the key's
+// last sequence as it was, which the later append changed, so the server
+// refuses it.
+//
+// Invariant: while an unguarded append's outcome is unknown, its entry is
+// in list; it leaves the list only when JetStream has answered for its
+// message ID (stored, or refused for good, as after Close).
+// Who may break it: an append path that publishes without calling settle
+// first, or a removal on a timeout.
+type unsettled struct {
+	n    atomic.Int32 // len(list), read without mu on the append path
+	mu   sync.Mutex   // guards the fields below
+	list []*UnconfirmedError
+	busy chan struct{} // non-nil while an append settles an entry; closed when it is done
+}
+
+// add records u, an unguarded append whose outcome is unknown, unless it
+// is there already (a Retry that failed again).
+func (s *unsettled) add(u *UnconfirmedError) {
+	s.mu.Lock()
+	if !slices.ContainsFunc(s.list, func(v *UnconfirmedError) bool { return v.MsgID == u.MsgID }) {
+		s.list = append(s.list, u)
+		s.n.Store(int32(len(s.list)))
+	}
+	s.mu.Unlock()
+}
+
+// settled removes the entry of message ID id, which a Retry has just
+// settled (stored, or refused for good).
+func (s *unsettled) settled(id string) {
+	if s.n.Load() == 0 {
+		return
+	}
+	s.mu.Lock()
+	s.list = slices.DeleteFunc(s.list, func(u *UnconfirmedError) bool { return u.MsgID == id })
+	s.n.Store(int32(len(s.list)))
+	s.mu.Unlock()
+}
+
+// settle settles every unsettled append but the one with message ID skip
+// (a Retry in progress, which settles itself), oldest first. It returns
+// nil once none is left, or an error if one is still unconfirmed. One
+// append settles at a time; the others wait for it, and then settle what
+// is left themselves, each within its own timeout.
+func (l *Ledger) settle(ctx context.Context, skip string) error {
+	s := &l.unsettled
+	if s.n.Load() == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.timeout)
+	defer cancel()
+	for {
+		s.mu.Lock()
+		i := slices.IndexFunc(s.list, func(u *UnconfirmedError) bool { return u.MsgID != skip })
+		if i < 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		if busy := s.busy; busy != nil {
+			s.mu.Unlock()
+			select {
+			case <-busy:
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("waiting to settle an earlier append: %w", context.Cause(ctx))
+			}
+		}
+		u := s.list[i]
+		s.busy = make(chan struct{})
+		s.mu.Unlock()
+
+		_, err := l.append(ctx, u.MsgID, u.Mutation, false, true)
+		var again *UnconfirmedError
+		still := errors.As(err, &again)
+
+		s.mu.Lock()
+		close(s.busy)
+		s.busy = nil
+		if !still { // stored, or refused for good (the ledger closed, say)
+			s.list = slices.DeleteFunc(s.list, func(v *UnconfirmedError) bool { return v == u })
+			s.n.Store(int32(len(s.list)))
+		}
+		s.mu.Unlock()
+		if still {
+			return fmt.Errorf("an earlier append to %q (message ID %s) is still unconfirmed: %w", u.Mutation.Key, u.MsgID, err)
+		}
+	}
+}
