@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,7 +63,7 @@ func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh,
 	c, err := l.record(ctx, id, m, fresh)
 	var u *UnconfirmedError
 	switch {
-	case errors.As(err, &u) && u.MsgID == id && !u.Stored && !m.Guarded:
+	case errors.As(err, &u) && u.MsgID == id && !u.Stored:
 		l.unsettled.add(u)
 	case !fresh:
 		l.unsettled.settled(id)
@@ -81,7 +82,7 @@ func (l *Ledger) record(ctx context.Context, id string, m qpool.Mutation, fresh 
 		return qpool.StateChange{}, fmt.Errorf("natsledger: append %q: %w", m.Key, err)
 	}
 	w.retry = !fresh
-	defer l.forget(id)
+	defer l.forget(id, w)
 	deadline := time.Now().Add(l.cfg.timeout)
 	if fresh && !m.Guarded { // the fast path needs no context of its own
 		seq, nanos, done, err := l.unacknowledged(ctx, msg, id, w)
@@ -118,13 +119,18 @@ func (l *Ledger) record(ctx context.Context, id string, m qpool.Mutation, fresh 
 // within the ledger's timeout: the server may have stored it and its
 // answer been lost, so the outcome is unknown until the replica shows it.
 // Such a change can still be stored late (a publish the server held
-// across a failover, say), but never after a later append of this
-// ledger: before it publishes anything, an append settles every earlier
-// unguarded append whose outcome is unknown, republishing it under its
-// message ID until JetStream answers, and fails with an UnconfirmedError
-// of its own, without publishing, while one cannot be settled. So a
-// change that returned nil is never overwritten by an earlier one of
-// this process. It wraps [ErrUnavailable] and the cause
+// across a failover, say), but never after a later append of the same
+// Ledger: before it publishes anything, an append settles every earlier
+// append of the ledger whose outcome is unknown, republishing it under
+// its message ID until JetStream answers, and fails with an
+// UnconfirmedError of its own, without publishing, while one cannot be
+// settled. So a change that returned nil is never overwritten by an
+// earlier one of the same Ledger. Limits: a late copy is recognised as a
+// duplicate only within the stream's duplicate window ([WithDuplicateWindow]);
+// Close settles nothing, so a change still unconfirmed at Close may be
+// stored after the changes other ledgers make later; and an append that
+// runs at the same time as a Retry may be stored before or after it, as
+// any two concurrent appends. It wraps [ErrUnavailable] and the cause
 // (context.DeadlineExceeded when the time ran out). Find it with
 // errors.As:
 //
@@ -151,8 +157,9 @@ type UnconfirmedError struct {
 	Stored   bool
 	Sequence uint64
 
-	l   *Ledger
-	err error // wraps ErrUnavailable and the cause
+	recorded atomic.Pointer[qpool.StateChange] // the change as stored, once settled
+	l        *Ledger
+	err      error // wraps ErrUnavailable and the cause
 }
 
 func (e *UnconfirmedError) Error() string { return e.err.Error() }
@@ -162,7 +169,10 @@ func (e *UnconfirmedError) Unwrap() error { return e.err }
 
 // Retry records the change once: it publishes it again under the same
 // message ID and returns it as recorded, with the sequence the stream gave
-// it, whether this attempt or an earlier one stored it. The ledger's
+// it, whether this attempt or an earlier one stored it. Once the change is
+// settled (by a Retry that returned nil, or by a later append of the
+// ledger, which settles it first), Retry returns it as recorded and
+// publishes nothing. The ledger's
 // replica then shows it (read-your-own-writes). It fails as Append does:
 // again with an *UnconfirmedError, for the same message ID, if the change
 // is still not confirmed. A retried guarded mutation (Entanglement.Update)
@@ -170,10 +180,20 @@ func (e *UnconfirmedError) Unwrap() error { return e.err }
 // otherwise it fails with qpool.ErrConflict, and Update's read-modify-write
 // must be run again by the caller.
 func (e *UnconfirmedError) Retry(ctx context.Context) (qpool.StateChange, error) {
+	if e == nil || e.l == nil {
+		return qpool.StateChange{}, fmt.Errorf("natsledger: %w: Retry of an UnconfirmedError that no Append returned", ErrInvalidConfig)
+	}
+	if c := e.recorded.Load(); c != nil {
+		return *c, nil // settled already, by an append or an earlier Retry
+	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	return e.l.append(ctx, e.MsgID, e.Mutation, false, false)
+	c, err := e.l.append(ctx, e.MsgID, e.Mutation, false, false)
+	if err == nil {
+		e.recorded.Store(&c)
+	}
+	return c, err
 }
 
 // appended returns the change m recorded at stream sequence seq.

@@ -15,6 +15,7 @@ var (
 	ErrUnavailable = errors.New("natsledger: jetstream unavailable")
 
 	// ErrInvalidConfig is returned by Open for a nil connection or a
-	// stream that exists with subjects the ledger cannot use.
+	// stream that exists with subjects the ledger cannot use, and by
+	// Retry on an [UnconfirmedError] that no Append returned.
 	ErrInvalidConfig = errors.New("natsledger: invalid configuration")
 )

@@ -35,7 +35,7 @@ type Ledger struct {
 	cacheFrom uint64   // every retained change from here on is in recent
 	changed   chan struct{}
 	waiters   waitHeap
-	owns      map[string]*own // appends waiting for their message, by message ID
+	owns      map[string][]*own // appends waiting for their message, by message ID (a Retry may run beside another, or beside a settle)
 	closed    bool
 
 	// stallSeen is l.applied as an append that found the replica behind
@@ -100,7 +100,7 @@ func Open(ctx context.Context, nc *nats.Conn, id string, opts ...Option) (*Ledge
 		nc:     nc,
 		js:     js,
 		state:  make(map[string]*slot),
-		owns:   make(map[string]*own),
+		owns:   make(map[string][]*own),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 
@@ -190,9 +190,11 @@ func (l *Ledger) Close() error {
 	for l.waiters.Len() > 0 {
 		close(heap.Pop(&l.waiters).(waiter).ch)
 	}
-	for id, w := range l.owns {
-		w.err = qpool.ErrClosed
-		close(w.done)
+	for id, ws := range l.owns {
+		for _, w := range ws {
+			w.err = qpool.ErrClosed
+			close(w.done)
+		}
 		delete(l.owns, id)
 	}
 	l.mu.Unlock()

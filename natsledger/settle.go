@@ -9,36 +9,34 @@ import (
 	"sync/atomic"
 )
 
-// unsettled keeps this process's unguarded appends whose outcome is
-// unknown, so that none of them can be stored after a later append.
+// unsettled keeps the ledger's appends whose outcome is unknown, so that
+// none of them can be stored after a later append of the ledger.
 //
 // Why: an append that failed with an [*UnconfirmedError] may still be in
 // flight (a publish the server forwarded to a leader that died, say, and
-// that the new leader commits late). Nothing tells the stream to refuse it
-// later, since an unguarded append carries no expectation. If the process
-// then appends to the same key and the zombie is stored after it, the
-// older value overwrites the newer one although both appends returned in
-// order.
+// that the new leader commits late). If the ledger then appends again and
+// the zombie is stored after that, an older value overwrites a newer one
+// of the same key although both appends returned in order; a guarded one
+// cannot overwrite a newer value of its own key (its expected sequence
+// has moved on, and the server refuses it), but it would still come after
+// a later change of another key in the history.
 //
 // The fence: before publishing anything new, an append settles every
 // unsettled one first, oldest first, by publishing it again under its
 // message ID and waiting for JetStream's answer (Retry's path). Once
 // JetStream has answered for a message ID, the change is stored (by this
-// attempt or an earlier one) and any later copy is a duplicate within the
-// stream's duplicate window, which the server drops. So the new append's
-// sequence follows every copy of every earlier unconfirmed append. If an
-// earlier append still cannot be settled, the new one is not published
-// and fails too, with an [*UnconfirmedError] of its own.
+// attempt or an earlier one), or refused for good, and any later copy is
+// a duplicate within the stream's duplicate window, which the server
+// drops (a guarded copy is refused anyway). So the new append's sequence
+// follows every copy of every earlier unconfirmed append. If an earlier
+// append still cannot be settled, the new one is not published and fails
+// too, with an [*UnconfirmedError] of its own.
 //
-// A guarded append needs no fence: a late copy of it expects the key's
-// last sequence as it was, which the later append changed, so the server
-// refuses it.
-//
-// Invariant: while an unguarded append's outcome is unknown, its entry is
-// in list; it leaves the list only when JetStream has answered for its
-// message ID (stored, or refused for good, as after Close).
-// Who may break it: an append path that publishes without calling settle
-// first, or a removal on a timeout.
+// Invariant: while an append's outcome is unknown, its entry is in list;
+// it leaves the list only when JetStream has answered for its message ID
+// (stored, or refused for good, as after Close). Who may break it: an
+// append path that publishes without calling settle first, or a removal
+// on a timeout.
 type unsettled struct {
 	n    atomic.Int32 // len(list), read without mu on the append path
 	mu   sync.Mutex   // guards the fields below
@@ -46,7 +44,7 @@ type unsettled struct {
 	busy chan struct{} // non-nil while an append settles an entry; closed when it is done
 }
 
-// add records u, an unguarded append whose outcome is unknown, unless it
+// add records u, an append whose outcome is unknown, unless it
 // is there already (a Retry that failed again).
 func (s *unsettled) add(u *UnconfirmedError) {
 	s.mu.Lock()
@@ -101,9 +99,12 @@ func (l *Ledger) settle(ctx context.Context, skip string) error {
 		s.busy = make(chan struct{})
 		s.mu.Unlock()
 
-		_, err := l.append(ctx, u.MsgID, u.Mutation, false, true)
+		c, err := l.append(ctx, u.MsgID, u.Mutation, false, true)
 		var again *UnconfirmedError
 		still := errors.As(err, &again)
+		if err == nil {
+			u.recorded.Store(&c) // so that a Retry of u stores nothing more
+		}
 
 		s.mu.Lock()
 		close(s.busy)

@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/qpool/qpool"
 )
@@ -82,22 +83,32 @@ func (l *Ledger) expect(id string) (*own, error) {
 		return nil, qpool.ErrClosed
 	}
 	w := &own{done: make(chan struct{})}
-	l.owns[id] = w
+	l.owns[id] = append(l.owns[id], w)
 	return w, nil
 }
 
-// forget removes the append with message ID id.
-func (l *Ledger) forget(id string) {
+// forget removes w, the append with message ID id.
+func (l *Ledger) forget(id string, w *own) {
 	l.mu.Lock()
-	delete(l.owns, id)
+	ws := slices.DeleteFunc(l.owns[id], func(v *own) bool { return v == w })
+	if len(ws) == 0 {
+		delete(l.owns, id)
+	} else {
+		l.owns[id] = ws
+	}
 	l.mu.Unlock()
 }
 
-// applied completes the append that published r, if it is ours. The
-// caller holds mu.
+// completeOwn completes every append waiting for the message with ID id,
+// if it is ours: several may wait for one ID (a Retry beside another, or
+// beside the settle of the same change). The caller holds mu.
 func (l *Ledger) completeOwn(id string, seq uint64, nanos int64) {
-	if w, ok := l.owns[id]; ok {
-		delete(l.owns, id)
+	ws, ok := l.owns[id]
+	if !ok {
+		return
+	}
+	delete(l.owns, id)
+	for _, w := range ws {
 		w.seq, w.nanos = seq, nanos
 		close(w.done)
 	}

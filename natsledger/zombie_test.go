@@ -2,12 +2,14 @@ package natsledger_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/qpool/qpool"
 	"github.com/qpool/qpool/natsledger"
 	"github.com/stretchr/testify/require"
@@ -259,4 +261,116 @@ func TestUnconfirmedAppendNeverOverwritesALaterOne(t *testing.T) {
 		require.NoError(t, me.Close())
 		require.NoError(t, e.Close())
 	}
+}
+
+// heldUnconfirmed opens an entanglement on a ledger behind a zombie
+// proxy, makes an update whose publish the proxy holds (so it fails with
+// its outcome unknown), and cuts the client off so that it reconnects.
+func heldUnconfirmed(t *testing.T, ts *testServer, update func(e *qpool.Entanglement) error, opts ...natsledger.Option) (*qpool.Entanglement, *natsledger.Ledger, *nats.Conn, *natsledger.UnconfirmedError, []*zombiePair) {
+	t.Helper()
+	px := startZombieProxy(t, ts.port)
+	id := uniqueID(t)
+	nc := connect(t, px.url())
+	l := open(t, nc, id, append([]natsledger.Option{natsledger.WithTimeout(300 * time.Millisecond)}, opts...)...)
+	e, err := qpool.OpenEntanglement(context.Background(), id, nil, 0, qpool.WithLedger(l))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = e.Close() })
+	require.NoError(t, e.UpdateState("k", "v0"))
+	held := px.hold()
+	var u *natsledger.UnconfirmedError
+	require.ErrorAs(t, update(e), &u, "an update whose publish is held")
+	detach(held)
+	return e, l, nc, u, held
+}
+
+// waitConnected waits until nc has reconnected.
+func waitConnected(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	watchdog := time.Now().Add(20 * time.Second)
+	for !nc.IsConnected() {
+		require.True(t, time.Now().Before(watchdog), "watchdog: no reconnection")
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// keyOrder returns the keys and values of e's history, in order.
+func keyOrder(t *testing.T, e *qpool.Entanglement) []string {
+	t.Helper()
+	h, err := e.History(context.Background(), 0)
+	require.NoError(t, err)
+	var out []string
+	for _, c := range h {
+		out = append(out, fmt.Sprintf("%s=%v", c.Key, c.Value))
+	}
+	return out
+}
+
+// TestUnconfirmedGuardedUpdateSettledFirst: a guarded Update whose
+// outcome is unknown cannot overwrite a newer value of its own key, but
+// without the fence its late publish came after a later change of another
+// key (found by an adversarial review). The next append settles it first.
+func TestUnconfirmedGuardedUpdateSettledFirst(t *testing.T) {
+	ts := startServer(t)
+	e, l, nc, _, held := heldUnconfirmed(t, ts, func(e *qpool.Entanglement) error {
+		return e.Update("k", func(any, bool) (any, error) { return "a", nil })
+	})
+	waitConnected(t, nc)
+	watchdog := time.Now().Add(20 * time.Second)
+	for err := e.UpdateState("other", "b"); err != nil; err = e.UpdateState("other", "b") {
+		require.ErrorIs(t, err, natsledger.ErrUnavailable)
+		require.True(t, time.Now().Before(watchdog), "watchdog: %v", err)
+	}
+	require.Positive(t, deliver(t, held))
+	marker := open(t, connect(t, ts.url()), l.ID())
+	_, err := marker.Append(context.Background(), qpool.Mutation{Key: "marker", Value: true})
+	require.NoError(t, err)
+	_, next := marker.Bounds()
+	waitNext(t, l, next)
+	order := keyOrder(t, e)
+	require.Equal(t, []string{"k=v0", "k=a", "other=b", "marker=true"}, order,
+		"the unconfirmed Update is settled (stored) before the later change, and its late copy is refused")
+}
+
+// TestConcurrentRetriesOfOneChange: Retries of one unconfirmed change at
+// once all return it as stored, at one sequence (before, all but one
+// waited out the timeout and failed with Stored set: the replica's
+// completion reached only the last of them); a Retry after the change was
+// settled publishes nothing, even after the duplicate window.
+func TestConcurrentRetriesOfOneChange(t *testing.T) {
+	ts := startServer(t)
+	const window = time.Second
+	e, l, nc, u, held := heldUnconfirmed(t, ts, func(e *qpool.Entanglement) error {
+		return e.UpdateState("k", "a")
+	}, natsledger.WithDuplicateWindow(window))
+	waitConnected(t, nc)
+	const n = 8
+	var (
+		wg   sync.WaitGroup
+		seqs [n]uint64
+		errs [n]error
+	)
+	for i := range n {
+		wg.Go(func() {
+			c, err := u.Retry(context.Background())
+			seqs[i], errs[i] = c.Sequence, err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		require.NoError(t, errs[i], "Retry %d", i)
+		require.Equal(t, seqs[0], seqs[i], "Retry %d", i)
+	}
+	require.NoError(t, e.UpdateState("k", "b"))
+	require.Positive(t, deliver(t, held))
+
+	time.Sleep(window + window/2) // past the duplicate window: a publish would store again
+	c, err := u.Retry(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, seqs[0], c.Sequence)
+	_, err = l.Append(context.Background(), qpool.Mutation{Key: "marker", Value: true})
+	require.NoError(t, err)
+	order := keyOrder(t, e)
+	require.Equal(t, []string{"k=v0", "k=a", "k=b", "marker=true"}, order)
+	v, _ := e.GetState("k")
+	require.Equal(t, "b", v)
 }
