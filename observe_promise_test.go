@@ -528,7 +528,14 @@ func TestLiveViewHammer(t *testing.T) {
 			}()
 		}
 		done := make(chan struct{})
-		go func() { wg.Wait(); p.Wait(); close(stop); readers.Wait(); _ = p.Close(); close(done) }()
+		go func() {
+			wg.Wait()
+			p.Wait()
+			close(stop)
+			readers.Wait()
+			_ = p.Close()
+			close(done)
+		}()
 		select {
 		case <-done:
 		case <-time.After(20 * time.Second):
