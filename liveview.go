@@ -73,9 +73,13 @@ func info(j *job) JobInfo {
 	o := j.obsOf()
 	if o != nil {
 		ji.Attempt = int(o.attempt.Load())
-		ji.Submitted = o.submitted
-		if st := o.started.Load(); st != 0 {
-			ji.Started = time.Unix(0, st)
+		if obs := j.cfg.pool.obs; obs != nil { // times are recorded only then
+			if o.submitted != 0 {
+				ji.Submitted = obs.at(o.submitted)
+			}
+			if st := o.started.Load(); st != 0 {
+				ji.Started = obs.at(st)
+			}
 		}
 	}
 	switch {
