@@ -164,6 +164,27 @@ func (l *lifecycle) observer() qpool.Observer {
 	}
 }
 
+// checkTraces reports, through fail, every violation seen as events came,
+// a job without exactly one Submitted and one Finished, and an event after
+// Close for a job that was not refused. Call it once the pool has closed.
+func (l *lifecycle) checkTraces(fail func(format string, args ...any)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.errs {
+		fail("%s", e)
+	}
+	for seq, j := range l.jobs {
+		if j.submitted != 1 || j.finished != 1 {
+			fail("seq %d (%q): %d Submitted, %d Finished", seq, j.id, j.submitted, j.finished)
+		}
+	}
+	for _, seq := range l.late {
+		if j := l.jobs[seq]; j.outcome != qpool.OutcomeRejected {
+			fail("seq %d (%q): event after Close returned, for a job that ended %v (%v)", seq, j.id, j.outcome, j.err)
+		}
+	}
+}
+
 // check verifies the whole history once the pool has closed: every job
 // submitted (submits of them) has exactly one Submitted and one Finished,
 // and events after Close came only for refused submissions.
