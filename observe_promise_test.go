@@ -299,7 +299,11 @@ func hammerSubmitter(p *qpool.Pool, l *lifecycle, round, g int, stop <-chan stru
 	var futs []*qpool.Future[any]
 	var group *qpool.Group[int]
 	if g == 0 {
-		group = qpool.NewGroup[int](context.Background(), p)
+		var gopts []qpool.GroupOption
+		if rand.IntN(2) == 0 {
+			gopts = append(gopts, qpool.WithCancelOnError()) // a failure fails the group's queued jobs
+		}
+		group = qpool.NewGroup[int](context.Background(), p, gopts...)
 		defer func() { _, _ = group.Wait() }()
 	}
 	for i := 0; ; i++ {
@@ -360,7 +364,12 @@ func hammerSubmitter(p *qpool.Pool, l *lifecycle, round, g int, stop <-chan stru
 			futs = append(futs, f)
 		case 8:
 			if group != nil {
-				group.Go(func(ctx context.Context) (int, error) { return 1, nil })
+				group.Go(func(ctx context.Context) (int, error) {
+					if rand.IntN(20) == 0 {
+						return 0, boom
+					}
+					return 1, nil
+				})
 			} else {
 				_ = p.Go(func() {})
 			}

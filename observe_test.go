@@ -423,3 +423,24 @@ func TestOldestQueuedNeverOverstates(t *testing.T) {
 		_ = p.Close()
 	}
 }
+
+// The live view of a nil or zero pool answers without panicking.
+func TestLiveViewInvalidPool(t *testing.T) {
+	for _, p := range []*qpool.Pool{nil, {}} {
+		if got := p.Jobs(0, 0); got != nil {
+			t.Errorf("Jobs: %v", got)
+		}
+		if _, ok := p.Job("x"); ok {
+			t.Error("Job found a job")
+		}
+		if p.Cancel("x") {
+			t.Error("Cancel reported a job")
+		}
+		if s := p.Stats(); s.OldestQueued != 0 {
+			t.Errorf("OldestQueued %v", s.OldestQueued)
+		}
+	}
+	if qpool.JobState(9).String() != "JobState(9)" || qpool.Outcome(0).String() != "Outcome(0)" || qpool.OutcomeDependencyFailed.String() != "dependency_failed" {
+		t.Error("String of an unknown state or outcome")
+	}
+}
