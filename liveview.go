@@ -192,8 +192,9 @@ func (p *Pool) Cancel(id string) bool {
 // above head says it was queued no later than that stamp's time, and the
 // stamp before says no earlier. OldestQueued reports the age from the
 // former: never more than the truth, and short of it by at most the
-// interval between the two reads around the task's submission. A reader
-// that polls Stats every second gets the age to within a second.
+// interval between the two reads around the task's submission. The idle
+// reaper takes a stamp too, each idle timeout while tasks are queued, so
+// the age is known to within the idle timeout even when nobody polls.
 //
 // Invariant: stamps are in the order they were taken, with growing tail
 // and time; only stampQueue, under mu, changes them.

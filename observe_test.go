@@ -444,3 +444,22 @@ func TestLiveViewInvalidPool(t *testing.T) {
 		t.Error("String of an unknown state or outcome")
 	}
 }
+
+// The pool notes the queue's position itself, each idle timeout while jobs
+// are queued: the first Stats call already sees a queued job's age.
+func TestOldestQueuedWithoutPolling(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithIdleTimeout(time.Millisecond))
+	defer p.Close()
+	gate := make(chan struct{})
+	running := make(chan struct{})
+	p.Schedule("blocker", func() (any, error) { close(running); <-gate; return nil, nil })
+	<-running
+	before := time.Now()
+	p.Schedule("queued", func() (any, error) { return nil, nil })
+	time.Sleep(50 * time.Millisecond) // many idle timeouts
+	s := p.Stats()
+	close(gate)
+	if s.OldestQueued <= 0 || s.OldestQueued > time.Since(before) {
+		t.Fatalf("OldestQueued %v on the first Stats call, %v after the submission", s.OldestQueued, time.Since(before))
+	}
+}

@@ -23,13 +23,15 @@ type Stats struct {
 	Retried   uint64 // attempts that were followed by another attempt
 
 	// OldestQueued is the age of the oldest job in the queue (0 when it is
-	// empty). The queue does not timestamp jobs; each call of Stats (and
-	// of [Pool.Jobs]) notes the queue's position with the time, and the
-	// age is counted from the first call that saw the oldest job queued.
-	// So it is never more than the job's true age, and short of it by at
-	// most the time between that call and the one before: a caller that
-	// polls Stats every second gets it to within a second; the first call
-	// after a quiet spell reports 0.
+	// empty). The queue does not timestamp jobs: each call of Stats (and
+	// of [Pool.Jobs]) notes the queue's position with the time, and so
+	// does the pool itself once per idle timeout ([WithIdleTimeout],
+	// default 1 s) while jobs are queued; the age is counted from the
+	// first note that saw the oldest job queued. So it is never more than
+	// the job's true age, and short of it by at most the time between that
+	// note and the one before: within the idle timeout, or within the
+	// interval at which Stats is polled if that is shorter. With no idle
+	// timeout and nobody polling, the first call reports 0.
 	OldestQueued time.Duration
 }
 
