@@ -10,9 +10,12 @@ import (
 )
 
 // Observer receives a pool's job lifecycle events: give it to [NewPool]
-// with [WithObserver]. Every field is optional; an unset field costs
-// nothing, and a pool without an observer pays one nil check per
-// submission and per attempt (docs/observability.md has the measurements).
+// with [WithObserver]. Every field is optional, and no event is built for
+// a field no observer sets. A pool without an observer pays one nil check
+// per submission and per attempt; a pool with one records each job's
+// submission and attempt times (a clock read each, and one allocation per
+// job), which [Pool.Jobs] reports too (docs/observability.md has the
+// measurements).
 //
 // Each function is called outside every lock of the pool, on the
 // goroutine named in its field's comment: the submitter's for Submitted,
