@@ -76,8 +76,9 @@ type job struct {
 	extra atomic.Pointer[jobExtra] // made by the first dependency link or context build
 }
 
-// jobExtra is the part of a job that most jobs never need: dependency links
-// and a built context.
+// jobExtra is the part of a job that most jobs never need: dependency links,
+// a built context, and the record kept for observers and the live view (a
+// job of an observed pool, or one retried).
 type jobExtra struct {
 	deps depState               // guarded by pool.mu
 	mu   sync.Mutex             // guards ctx
