@@ -216,6 +216,13 @@ const maxStamps = 64
 // stampQueue records the queue's position now and returns the age of the
 // oldest queued task by the stamps (zero when the queue is empty).
 func (p *Pool) stampQueue() time.Duration {
+	if p.queue.len() == 0 {
+		// Nothing queued: the age is 0, and a note now would never
+		// bound a later task (its tail is at most the head from now
+		// on), so Stats on a pool that keeps up takes no lock and reads
+		// no clock.
+		return 0
+	}
 	q := &p.qstamps
 	q.mu.Lock()
 	defer q.mu.Unlock()
