@@ -46,6 +46,17 @@
 // [WithLedger] and [OpenEntanglement] and are checked by the ledgertest
 // package.
 //
+// # Observability
+//
+// [WithObserver] registers hooks for each job's lifecycle (submitted,
+// started, retried, finished with an [Outcome]), called outside every lock
+// and at no cost to a pool without one; [WithParent] carries a context's
+// values (a trace span) from the submitter into the job.
+// [WithEntanglementObserver] does the same for an entanglement's changes,
+// expiry and close. [Pool.Jobs], [Pool.Job], [Pool.Cancel] and
+// [Stats].OldestQueued show what a pool holds now, without stopping it.
+// No goroutine is started for any of them.
+//
 // # Goroutines
 //
 // Every goroutine has an owner and an end:

@@ -91,6 +91,9 @@ func (p *Pool) reapIdle() {
 	r.lastSeen = seen
 	r.mu.Unlock()
 	retaining := p.ids.dropFinished()
+	if p.queue.len() > 0 {
+		p.stampQueue() // OldestQueued's precision without anybody polling Stats
+	}
 	if quiet {
 		for n := p.idle.Load(); n > 0; n-- {
 			if !p.handTo(task{}) { // an exit token

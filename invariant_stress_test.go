@@ -62,6 +62,7 @@ var invKnown = map[string]string{
 	// Found by this test, not listed in issue 13; see found_by_stress_test.go.
 	"callback-after-expiry": "NOT in issue 13: defect 7's fast path reached by expiry (TestNoCallbackAfterExpiry)",
 	"stats-retried":         "NOT in issue 13: Retried counts a retry that a Cancel or abort stopped (TestRetriedCountsOnlyAttemptsFollowedByAnother)",
+	"observer":              "issue 16: an Observer promise (see observe_promise_test.go's lifecycle)",
 	"close-workers":         "NOT in issue 13: Resize, or a submitter whose job an abort failed, starts a worker that Close does not wait for (TestResizeRacingCloseStartsNoWorker, TestAbortedSubmitterStartsNoWorkerAfterClose)",
 }
 
@@ -297,6 +298,11 @@ type invPool struct {
 	nextID      atomic.Int64
 
 	ent *invEnt
+
+	// life, in half the rounds, observes the pool (WithObserver) and
+	// checks the Observer promises as events come; checkAfterClose checks
+	// every job's trace.
+	life *lifecycle
 }
 
 const invMaxJobs = 3000
@@ -325,6 +331,10 @@ func newInvPool(c *invCheck, rng *rand.Rand) *invPool {
 		ctx, cancel := context.WithCancelCause(context.Background())
 		r.poolCancel = cancel
 		opts = append(opts, qpool.WithContext(ctx))
+	}
+	if rng.IntN(2) == 0 {
+		r.life = newLifecycle()
+		opts = append(opts, qpool.WithObserver(r.life.observer()))
 	}
 	r.limits[0].Store(int64(workers))
 	r.p = qpool.NewPool(opts...)
@@ -745,6 +755,9 @@ func (r *invPool) run(rng *rand.Rand) {
 	if err := r.p.Close(); err != nil {
 		r.c.fail("close", "Close returned %v", err)
 	}
+	if r.life != nil {
+		r.life.closed.Store(true) // from here on, only refused submissions' events
+	}
 	if s := r.p.Stats(); s.Workers != 0 { // the resizer may still run
 		r.c.fail("close-workers", "Close returned with %d workers alive", s.Workers)
 	}
@@ -818,6 +831,9 @@ func (r *invPool) checkForgotten(tag, when string, jobs []*invJob) {
 
 // checkAfterClose checks every future and the stats once Close returned.
 func (r *invPool) checkAfterClose() {
+	if r.life != nil {
+		defer r.life.checkTraces(func(format string, args ...any) { r.c.fail("observer", format, args...) })
+	}
 	if err := r.p.Close(); err != nil {
 		r.c.fail("close", "a second Close returned %v", err)
 	}
