@@ -1009,7 +1009,7 @@ type invEnt struct {
 	mu        sync.Mutex
 	acked     map[int64]string // value -> key of every acknowledged set
 	deletes   int              // acknowledged deletions
-	lastAck   time.Time        // the latest start of an acknowledged change
+	lastAck   time.Time        // the latest start of an acknowledged local change
 	changes   []qpool.StateChange
 	states    [][2]map[string]any
 	hookAt    time.Time
@@ -1194,9 +1194,12 @@ func (x *invEnt) mutate(rng *rand.Rand) {
 		} else {
 			x.acked[v] = key
 		}
-		// Another process's change counts toward e's TTL only if it
-		// was acknowledged before e expired.
-		if before.After(x.lastAck) && !(remote && x.expired.Load()) {
+		// Another process's appends are not ordered with e's reaper
+		// (reaper.go: it counts from the last change it can read when it
+		// fires), so a remote change acknowledged while the reaper decides
+		// may not count: only local changes bound the expiry strictly.
+		// TestSharedTTLCountsFromAnyProcessesChange checks the remote rule.
+		if before.After(x.lastAck) && !remote {
 			x.lastAck = before
 		}
 		x.mu.Unlock()
