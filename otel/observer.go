@@ -36,14 +36,17 @@ func (t *Telemetry) Observer() qpool.Observer {
 	}
 }
 
-// attempt is the state of one running attempt, carried in the context that
+// attempt is the state of one running attempt. It is also the context that
 // Started returns (the pool hands that context to Retried and Finished for
-// the same attempt), so the common case needs no shared table.
+// the same attempt), so the common case needs no shared table and one
+// allocation: it wraps the context that carries the attempt's span and
+// answers the lookup of attemptKey itself.
 type attempt struct {
-	seq   uint64 // the job's JobEvent.Seq: the context may reach another job's event (see attemptFrom)
-	n     int    // the attempt number
-	start time.Time
-	span  trace.Span
+	context.Context           // the attempt's context with its span
+	seq             uint64    // the job's JobEvent.Seq: the context may reach another job's event (see attemptFrom)
+	n               int       // the attempt number
+	start           time.Time // the Started event's time
+	span            trace.Span
 	// ended is set by whichever of Retried and Finished ends the span first:
 	// a job canceled during its backoff gets Finished with the context of
 	// the attempt that Retried ended already.
@@ -52,17 +55,34 @@ type attempt struct {
 
 type attemptKey struct{}
 
-// attemptFrom returns the attempt state in ctx if it belongs to the job of e
-// and the attempt e names. A job submitted from inside another job's function
+// Value answers attemptKey with the attempt; other keys go to the context.
+func (a *attempt) Value(key any) any {
+	if _, ok := key.(attemptKey); ok {
+		return a
+	}
+	return a.Context.Value(key)
+}
+
+// attemptFrom returns the attempt state in ctx if it belongs to the job seq
+// and to attempt n. A job submitted from inside another job's function
 // with WithParent(ctx) gets that job's context in Submitted and, if it never
-// starts, in Finished: the seq check keeps it from ending the other job's
-// span.
-func attemptFrom(ctx context.Context, e *qpool.JobEvent) *attempt {
+// starts, in Finished: the check keeps it from ending the other job's span.
+func attemptFrom(ctx context.Context, seq uint64, n int) *attempt {
 	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	if a == nil || a.seq != e.Seq || a.n != e.Attempt {
+	if a == nil || a.seq != seq || a.n != n {
 		return nil
 	}
 	return a
+}
+
+// endSpan ends an attempt's span at the event's time; a span that records
+// nothing ends without the option (it would be an allocation for nothing).
+func endSpan(span trace.Span, at time.Time) {
+	if span.IsRecording() {
+		span.End(trace.WithTimestamp(at))
+		return
+	}
+	span.End()
 }
 
 func (t *Telemetry) submittedEvent(ctx context.Context, e qpool.JobEvent) {
@@ -79,9 +99,10 @@ func (t *Telemetry) startedEvent(ctx context.Context, e qpool.JobEvent) context.
 			}))
 		}
 	}
-	opts = append(opts[:len(opts):len(opts)], trace.WithTimestamp(e.Time))
 	// ctx carries the values of the WithParent context: its span, if any,
-	// is the parent of every attempt's span.
+	// is the parent of every attempt's span. The span starts now, a moment
+	// after e.Time: a start timestamp option would cost two allocations per
+	// job even with a no-op TracerProvider.
 	ctx, span := t.tracer.Start(ctx, t.spanName, opts...)
 	if span.IsRecording() {
 		span.SetAttributes(keyAttempt.Int(e.Attempt))
@@ -89,14 +110,14 @@ func (t *Telemetry) startedEvent(ctx context.Context, e qpool.JobEvent) context.
 			span.SetAttributes(keyMessagingMessageID.String(e.ID))
 		}
 	}
-	return context.WithValue(ctx, attemptKey{}, &attempt{seq: e.Seq, n: e.Attempt, start: e.Time, span: span})
+	return &attempt{Context: ctx, seq: e.Seq, n: e.Attempt, start: e.Time, span: span}
 }
 
 func (t *Telemetry) retriedEvent(ctx context.Context, e qpool.JobEvent) {
 	t.retried.Add(ctx, 1, t.base...)
 	kind := retryKindOf(e.Err)
 	t.processDuration.Record(ctx, e.Duration.Seconds(), t.procRetried[kind]...)
-	a := attemptFrom(ctx, &e)
+	a := attemptFrom(ctx, e.Seq, e.Attempt)
 	if a == nil || !a.ended.CompareAndSwap(false, true) {
 		return
 	}
@@ -117,7 +138,7 @@ func (t *Telemetry) retriedEvent(ctx context.Context, e qpool.JobEvent) {
 			a.span.SetStatus(codes.Error, retryKindName[kind])
 		}
 	}
-	a.span.End(trace.WithTimestamp(e.Time))
+	endSpan(a.span, e.Time)
 }
 
 func (t *Telemetry) finishedEvent(ctx context.Context, e qpool.JobEvent) {
@@ -137,7 +158,7 @@ func (t *Telemetry) finishedEvent(ctx context.Context, e qpool.JobEvent) {
 		}
 		return
 	}
-	a := attemptFrom(ctx, &e)
+	a := attemptFrom(ctx, e.Seq, e.Attempt)
 	if a == nil || !a.ended.CompareAndSwap(false, true) {
 		return
 	}
@@ -155,7 +176,7 @@ func (t *Telemetry) finishedEvent(ctx context.Context, e qpool.JobEvent) {
 			}
 		}
 	}
-	a.span.End(trace.WithTimestamp(e.Time))
+	endSpan(a.span, e.Time)
 }
 
 // The kinds of a retried attempt's failure, for error.type (Retried carries
