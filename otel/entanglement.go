@@ -27,8 +27,9 @@ import (
 // once) and every change, the close and the expiry are its children.
 //
 // The trace of an entanglement is remembered (one entry of a few words) until
-// its Closed or Expired event; an entanglement that is dropped without either
-// keeps its entry.
+// its Closed or Expired event. An entanglement dropped without either keeps
+// its entry; at most 4096 are remembered, and past that an arbitrary one is
+// forgotten (its later changes start a new trace).
 func (t *Telemetry) EntanglementObserver() qpool.EntanglementObserver {
 	if t == nil {
 		return qpool.EntanglementObserver{}
@@ -43,8 +44,15 @@ func (t *Telemetry) EntanglementObserver() qpool.EntanglementObserver {
 // entTable maps an entanglement ID to the span context of its root span.
 //
 // Invariant: an entry exists from the first event seen for the ID until its
-// Closed or Expired event, which deletes it. The lock guards only the map;
-// spans are started and ended outside it.
+// Closed or Expired event, which deletes it, and there are never more than
+// maxEntanglements entries. An entanglement dropped without Close, or a
+// change delivered after the expiry (qpool does not wait for a delivery
+// under way when it expires an entanglement), leaves an entry behind: the
+// bound keeps those from growing the table without end. The lock guards only
+// the map; spans are started and ended outside it.
+// maxEntanglements bounds the entanglements remembered at once.
+const maxEntanglements = 4096
+
 type entTable struct {
 	mu sync.Mutex
 	m  map[string]trace.SpanContext
@@ -78,6 +86,14 @@ func (t *Telemetry) entRoot(id string, at time.Time, remove bool) context.Contex
 		} else {
 			if t.ents.m == nil {
 				t.ents.m = make(map[string]trace.SpanContext)
+			}
+			if len(t.ents.m) >= maxEntanglements {
+				// Bound the table: forget an arbitrary entanglement
+				// (its later changes start a trace of their own).
+				for k := range t.ents.m {
+					delete(t.ents.m, k)
+					break
+				}
 			}
 			t.ents.m[id] = sc
 		}

@@ -3,6 +3,7 @@ package qpoolotel
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -148,5 +149,23 @@ func TestNilTelemetry(t *testing.T) {
 	}
 	if o := tel.EntanglementObserver(); o.Changed != nil {
 		t.Error("nil Telemetry's EntanglementObserver has functions")
+	}
+}
+
+// TestEntanglementTableBound: entanglements that never report Closed or
+// Expired (dropped, or a change delivered after the expiry) cannot grow the
+// table past its bound.
+func TestEntanglementTableBound(t *testing.T) {
+	h := newHarness(t)
+	o := h.tel.EntanglementObserver()
+	for i := range maxEntanglements + 100 {
+		o.Changed("ent-"+strconv.Itoa(i), qpool.StateChange{Key: "k", Timestamp: time.Now()})
+	}
+	if n := h.tel.entLen(); n != maxEntanglements {
+		t.Fatalf("%d entanglements remembered, want the bound %d", n, maxEntanglements)
+	}
+	o.Closed("ent-" + strconv.Itoa(maxEntanglements+99))
+	if n := h.tel.entLen(); n != maxEntanglements-1 {
+		t.Fatalf("%d remembered after a Closed, want %d", n, maxEntanglements-1)
 	}
 }

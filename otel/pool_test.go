@@ -531,11 +531,16 @@ func TestEntanglementSpans(t *testing.T) {
 	if err := e.DeleteState("status"); err != nil {
 		t.Fatal(err)
 	}
+	// Changed rides the entanglement's change delivery, which may run on
+	// another goroutine, and a change not yet delivered when the
+	// entanglement closes is never delivered: wait for the three before
+	// closing, bounded by the watchdog.
+	for len(h.spansNamed(SpanEntanglementChange)) < 3 {
+		time.Sleep(time.Millisecond)
+	}
 	if err := e.Close(); err != nil {
 		t.Fatal(err)
 	}
-	// The observer may be called from the entanglement's delivery goroutine:
-	// wait for the close span, bounded by the watchdog.
 	for len(h.spansNamed(SpanEntanglementClose)) == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -594,6 +599,9 @@ func TestEntanglementExpire(t *testing.T) {
 	defer e.Close()
 	if err := e.UpdateState("k", 1); err != nil {
 		t.Fatal(err)
+	}
+	for len(h.spansNamed(SpanEntanglementChange)) == 0 {
+		time.Sleep(time.Millisecond)
 	}
 	for len(h.spansNamed(SpanEntanglementExpire)) == 0 {
 		time.Sleep(time.Millisecond)
