@@ -132,7 +132,7 @@ func (p *Pool) Jobs(state JobState, limit int) []JobInfo {
 	out := make([]JobInfo, 0, len(list))
 	for _, j := range list {
 		ji := info(j)
-		if state != 0 && ji.State != state {
+		if ji.State == JobDone || (state != 0 && ji.State != state) {
 			continue // moved on since it was picked
 		}
 		out = append(out, ji)

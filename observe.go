@@ -231,9 +231,10 @@ func (j *job) obsFor() *jobObs {
 // the job has no parent of its own.
 func (p *Pool) observeNew(j *job) *jobObs {
 	o := j.obsOf()
-	fresh := o == nil
-	if fresh {
-		o = new(jobObs)
+	var fresh *observedExtra
+	if o == nil {
+		fresh = new(observedExtra)
+		o = &fresh.o
 	}
 	o.seq, o.submitted = p.obs.seq.Add(1), time.Now()
 	switch {
@@ -242,10 +243,20 @@ func (p *Pool) observeNew(j *job) *jobObs {
 	case o.parent == nil:
 		o.parent = context.Background()
 	}
-	if fresh {
-		j.more().obs.Store(o)
+	if fresh != nil {
+		fresh.x.obs.Store(o)
+		if !j.extra.CompareAndSwap(nil, &fresh.x) {
+			j.extra.Load().obs.Store(o) // has an extra part already
+		}
 	}
 	return o
+}
+
+// observedExtra is an observed job's extra part and record in one
+// allocation.
+type observedExtra struct {
+	x jobExtra
+	o jobObs
 }
 
 // observeGroupJob gives a group's job, before the pool sees it, a record
@@ -274,7 +285,7 @@ func (p *Pool) announce(j *job, o *jobObs, err error) {
 	if !p.obs.submitted {
 		return
 	}
-	e := JobEvent{ID: j.id, Seq: o.seq, Time: time.Now(), Err: err}
+	e := JobEvent{ID: j.id, Seq: o.seq, Time: o.submitted, Err: err}
 	for i := range p.obs.list {
 		if f := p.obs.list[i].Submitted; f != nil {
 			p.callEvent("Submitted", f, o.parent, e)
@@ -491,6 +502,7 @@ func (c parentContext) Value(key any) any {
 type goCall struct {
 	job
 	fn func()
+	observedExtra
 }
 
 func (c *goCall) run(context.Context) error {
@@ -515,6 +527,8 @@ func (p *Pool) goObserved(fn func()) error {
 	j := &c.job
 	j.r, j.cfg = c, &p.jobDefaults
 	j.resolved.Add(1)
+	c.x.obs.Store(&c.o)
+	j.extra.Store(&c.x)
 	o := p.observeNew(j)
 	if fn == nil {
 		err := fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -350,5 +351,75 @@ func TestEntanglementObserver(t *testing.T) {
 	got := strings.Join(log, " ")
 	if !strings.HasPrefix(got, "e1:0:a e1:1:b e1:2:c closed:e1") || !strings.Contains(got, "expired:e2") || strings.Contains(got, "closed:e2") {
 		t.Fatalf("events: %s", got)
+	}
+}
+
+// A group's jobs get the group's context as their parent: Submitted sees
+// it, and an explicit WithParent wins and reaches the job's context.
+func TestObserverGroupParent(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]any{}
+	p := qpool.NewPool(qpool.WithObserver(qpool.Observer{
+		Submitted: func(ctx context.Context, e qpool.JobEvent) {
+			mu.Lock()
+			seen[e.ID] = ctx.Value(ctxKey("who"))
+			mu.Unlock()
+		},
+	}))
+	defer p.Close()
+	gctx := context.WithValue(context.Background(), ctxKey("who"), "group")
+	g := qpool.NewGroup[any](gctx, p)
+	g.Submit("implicit", func(ctx context.Context) (any, error) { return ctx.Value(ctxKey("who")), nil })
+	own := context.WithValue(context.Background(), ctxKey("mine"), "parent")
+	g.Submit("explicit", func(ctx context.Context) (any, error) {
+		return fmt.Sprint(ctx.Value(ctxKey("who")), ctx.Value(ctxKey("mine"))), nil
+	}, qpool.WithParent(context.WithValue(own, ctxKey("who"), "own")))
+	vals, err := g.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vals[0] != "group" || vals[1] != "groupparent" {
+		t.Errorf("job contexts saw %v", vals)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["implicit"] != "group" || seen["explicit"] != "own" {
+		t.Errorf("Submitted saw %v", seen)
+	}
+}
+
+// TestOldestQueuedNeverOverstates: while jobs queue behind a blocked
+// worker, every OldestQueued is at most the time since the submission of
+// the oldest job still queued began, and once two reads have seen it
+// queued the age is no longer zero.
+func TestOldestQueuedNeverOverstates(t *testing.T) {
+	for round := range 5 {
+		p := qpool.NewPool(qpool.WithWorkers(1), qpool.WithQueueSize(1024))
+		gate := make(chan struct{})
+		running := make(chan struct{})
+		p.Schedule("blocker", func() (any, error) { close(running); <-gate; return nil, nil })
+		<-running
+		var before []time.Time // before[i]: just before job i's Submit
+		for i := range 20 + round {
+			before = append(before, time.Now())
+			p.Schedule(fmt.Sprintf("q%d", i), func() (any, error) { return nil, nil })
+			if rand.IntN(3) == 0 {
+				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+			}
+			s := p.Stats()
+			if limit := time.Since(before[0]); s.OldestQueued > limit || s.OldestQueued < 0 {
+				t.Fatalf("OldestQueued %v, the oldest job was submitted at most %v ago", s.OldestQueued, limit)
+			}
+		}
+		time.Sleep(time.Millisecond)
+		if s := p.Stats(); s.OldestQueued <= 0 || s.OldestQueued > time.Since(before[0]) {
+			t.Fatalf("OldestQueued %v after the jobs sat queued, limit %v", s.OldestQueued, time.Since(before[0]))
+		}
+		close(gate)
+		p.Wait()
+		if s := p.Stats(); s.OldestQueued != 0 {
+			t.Fatalf("OldestQueued %v with an empty queue", s.OldestQueued)
+		}
+		_ = p.Close()
 	}
 }
