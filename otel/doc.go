@@ -1,4 +1,4 @@
-// Package qpoolotel reports a qpool [qpool.Pool]'s jobs and entanglements to
+// Package qpoolotel reports the jobs and entanglements of a [qpool.Pool] to
 // OpenTelemetry: metrics (counters of submitted and completed jobs, retries,
 // a duration histogram in seconds, and gauges read lazily from
 // [qpool.Pool.Stats]) and traces (a span per job attempt, child of the

@@ -20,10 +20,12 @@ import (
 // previous attempt's span, and put in the job function's context so that the
 // function's own spans are its children.
 //
-// Its functions run on the pool's goroutines (see qpool.Observer): they take
-// no lock but the short one of the retry table (for retried jobs only) and
-// do what the OpenTelemetry SDK does when a span ends or a measurement is
-// recorded, no I/O.
+// Its functions run on the pool's goroutines (see qpool.Observer). Of this
+// package's locks they take only the short one of a shard of the retry
+// table, and only while some job is between a failed attempt and its next
+// one; otherwise they do what the OpenTelemetry provider does when a span
+// starts or ends or a measurement is recorded (the SDK does no I/O there:
+// its exporters run on their own goroutines).
 func (t *Telemetry) Observer() qpool.Observer {
 	if t == nil {
 		return qpool.Observer{}

@@ -40,28 +40,28 @@ const (
 // as underscores and adds the unit and _total suffixes, as docs/otel.md
 // lists).
 const (
-	MetricJobsSubmitted      = "qpool.jobs.submitted"
-	MetricJobsCompleted      = "qpool.jobs.completed"
-	MetricJobsRetried        = "qpool.jobs.retried"
-	MetricJobDuration        = "qpool.job.duration"
-	MetricProcessDuration    = "messaging.process.duration"
-	MetricQueueDepth         = "qpool.queue.depth"
-	MetricQueueOldestAge     = "qpool.queue.oldest_age"
-	MetricJobsRunning        = "qpool.jobs.running"
-	MetricJobsWaiting        = "qpool.jobs.waiting"
-	MetricWorkersLive        = "qpool.workers.live"
-	MetricWorkersLimit       = "qpool.workers.limit"
-	MetricEntanglementChange = "qpool.entanglement.changes"
+	MetricJobsSubmitted      = "qpool.jobs.submitted"       // counter {job}: submissions, rejected ones included
+	MetricJobsCompleted      = "qpool.jobs.completed"       // counter {job}: resolutions, by qpool.job.outcome
+	MetricJobsRetried        = "qpool.jobs.retried"         // counter {attempt}: failed attempts followed by another
+	MetricJobDuration        = "qpool.job.duration"         // histogram s: submission to resolution, by qpool.job.outcome
+	MetricProcessDuration    = "messaging.process.duration" // histogram s: one attempt's run time, error.type on failure
+	MetricQueueDepth         = "qpool.queue.depth"          // observable up-down counter {job}: Stats.Queued
+	MetricQueueOldestAge     = "qpool.queue.oldest_age"     // observable gauge s: Stats.OldestQueued
+	MetricJobsRunning        = "qpool.jobs.running"         // observable up-down counter {job}: Stats.Running
+	MetricJobsWaiting        = "qpool.jobs.waiting"         // observable up-down counter {job}: Stats.Waiting
+	MetricWorkersLive        = "qpool.workers.live"         // observable up-down counter {worker}: Stats.Workers
+	MetricWorkersLimit       = "qpool.workers.limit"        // observable up-down counter {worker}: Stats.MaxWorkers
+	MetricEntanglementChange = "qpool.entanglement.changes" // counter {change}: entanglement changes recorded
 )
 
 // The span names. A job attempt's span is named after the messaging
 // conventions' "{operation} {destination}": "process NAME", or "process" for
 // a pool given no name.
 const (
-	SpanEntanglement       = "qpool.entanglement"
-	SpanEntanglementChange = "qpool.entanglement.change"
-	SpanEntanglementClose  = "qpool.entanglement.close"
-	SpanEntanglementExpire = "qpool.entanglement.expire"
+	SpanEntanglement       = "qpool.entanglement"        // an entanglement's root span, ended at once
+	SpanEntanglementChange = "qpool.entanglement.change" // one recorded change, child of the root
+	SpanEntanglementClose  = "qpool.entanglement.close"  // the close, child of the root
+	SpanEntanglementExpire = "qpool.entanglement.expire" // the expiry, child of the root
 	// EventNotRun is the event added to the submitter's span when a job
 	// resolves without any attempt (canceled while queued, dependency failed,
 	// rejected): no attempt span exists for it.
