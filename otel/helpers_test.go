@@ -17,6 +17,7 @@ import (
 // ManualReader for the metrics and a SpanRecorder for the spans.
 type harness struct {
 	tel    *Telemetry
+	mp     *sdkmetric.MeterProvider
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
 	tp     *sdktrace.TracerProvider
@@ -36,7 +37,7 @@ func newHarness(t testing.TB, opts ...Option) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return &harness{tel: tel, reader: reader, spans: sr, tp: tp}
+	return &harness{tel: tel, mp: mp, reader: reader, spans: sr, tp: tp}
 }
 
 // collect reads every metric of the package's scope, by name.

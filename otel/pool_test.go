@@ -615,3 +615,42 @@ func TestEntanglementExpire(t *testing.T) {
 		t.Errorf("%d entanglements remembered after expiry, want 0", n)
 	}
 }
+
+// TestTwoPools: two Telemetry values on one MeterProvider report two pools
+// under the same metrics, told apart by messaging.destination.name.
+func TestTwoPools(t *testing.T) {
+	defer watchdog(t, 20*time.Second)()
+	h := newHarness(t, WithPoolName("a"))
+	telB, err := New(WithMeterProvider(h.mp), WithTracerProvider(h.tp), WithPoolName("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa := qpool.NewPool(qpool.WithObserver(h.tel.Observer()))
+	defer pa.Close()
+	pb := qpool.NewPool(qpool.WithObserver(telB.Observer()))
+	defer pb.Close()
+	for _, r := range []struct {
+		tel *Telemetry
+		p   *qpool.Pool
+	}{{h.tel, pa}, {telB, pb}} {
+		unregister, err := r.tel.Register(r.p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unregister()
+	}
+	fn := func(context.Context) (int, error) { return 1, nil }
+	for i := range 3 {
+		qpool.Submit(pa, "a-"+strconv.Itoa(i), fn)
+	}
+	qpool.Submit(pb, "b-0", fn)
+	pa.Wait()
+	pb.Wait()
+	ms := h.collect(t)
+	if got := sumBy(t, ms[MetricJobsSubmitted], keyMessagingDestination); fmt.Sprint(got) != "map[a:3 b:1]" {
+		t.Errorf("%s by pool %v, want map[a:3 b:1]", MetricJobsSubmitted, got)
+	}
+	if got := sumBy(t, ms[MetricWorkersLimit], keyMessagingDestination); len(got) != 2 || got["a"] == 0 || got["b"] == 0 {
+		t.Errorf("%s by pool %v, want one data point per pool", MetricWorkersLimit, got)
+	}
+}
