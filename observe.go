@@ -164,8 +164,9 @@ func (parentOption) String() string { return "WithParent(ctx)" }
 // observerSet is a pool's observers, kept apart from the pool so that a
 // pool without one holds a nil pointer and nothing else.
 type observerSet struct {
-	list []Observer
-	seq  atomic.Uint64 // the last Seq given
+	list  []Observer
+	seq   atomic.Uint64 // the last Seq given
+	epoch time.Time     // with a monotonic reading: jobs' times are kept as offsets from it
 	// Whether any observer has each function: the pool skips the work of
 	// building an event nobody wants.
 	submitted, started, retried, finished bool
@@ -175,7 +176,7 @@ func newObserverSet(list []Observer) *observerSet {
 	if len(list) == 0 {
 		return nil
 	}
-	s := &observerSet{list: list}
+	s := &observerSet{list: list, epoch: time.Now()}
 	for _, o := range list {
 		s.submitted = s.submitted || o.Submitted != nil
 		s.started = s.started || o.Started != nil
@@ -189,21 +190,35 @@ func newObserverSet(list []Observer) *observerSet {
 // live view. An observed job has one from its submission; an unobserved
 // one only from its second attempt (the attempt count, for the live view).
 type jobObs struct {
-	seq       uint64          // 0 when unobserved
-	parent    context.Context // the Submitted context; nil when unobserved
-	submitted time.Time       // zero when unobserved
-	attempt   atomic.Int32    // attempts started so far
-	started   atomic.Int64    // UnixNano of the current attempt's start; 0 when none or unobserved
-	rejected  atomic.Bool     // refused after Submitted: Finished reports OutcomeRejected
+	seq    uint64          // 0 when unobserved
+	parent context.Context // the Submitted context; nil when unobserved
+	// The times, as offsets from the observers' epoch (see
+	// observerSet.now): 8 bytes each instead of a time.Time's 24, and
+	// read from the monotonic clock only. 0 when not recorded.
+	submitted int64
+	started   atomic.Int64 // the current attempt's start
+	attempt   atomic.Int32 // attempts started so far
+	rejected  atomic.Bool  // refused after Submitted: Finished reports OutcomeRejected
 
 	// Written and read only by the goroutine that runs the job's attempts,
 	// which is also the one that resolves a job that has run.
-	ctx      context.Context // the last attempt's context, as Started returned it
-	timedOut bool            // the last attempt ended by its own timeout
-	canceled bool            // the last attempt ended with the job's context cancelled
+	timedOut bool // the last attempt ended by its own timeout
+	canceled bool // the last attempt ended with the job's context cancelled
 
 	announced bool // Submitted was called; written and read by the submitter only
+
+	ctx context.Context // the last attempt's context, as Started returned it; as timedOut
 }
+
+// now returns the time since the epoch, at least 1 (0 means "not
+// recorded"), and the time it stands for.
+func (s *observerSet) now() (int64, time.Time) {
+	d := max(time.Since(s.epoch), 1)
+	return int64(d), s.epoch.Add(d)
+}
+
+// at returns the time that offset d stands for.
+func (s *observerSet) at(d int64) time.Time { return s.epoch.Add(time.Duration(d)) }
 
 // obsOf returns j's record, or nil.
 func (j *job) obsOf() *jobObs {
@@ -236,7 +251,8 @@ func (p *Pool) observeNew(j *job) *jobObs {
 		fresh = new(observedExtra)
 		o = &fresh.o
 	}
-	o.seq, o.submitted = p.obs.seq.Add(1), time.Now()
+	o.seq = p.obs.seq.Add(1)
+	o.submitted, _ = p.obs.now()
 	switch {
 	case j.cfg != nil && j.cfg.parent != nil:
 		o.parent = j.cfg.parent
@@ -285,7 +301,7 @@ func (p *Pool) announce(j *job, o *jobObs, err error) {
 	if !p.obs.submitted {
 		return
 	}
-	e := JobEvent{ID: j.id, Seq: o.seq, Time: o.submitted, Err: err}
+	e := JobEvent{ID: j.id, Seq: o.seq, Time: p.obs.at(o.submitted), Err: err}
 	for i := range p.obs.list {
 		if f := p.obs.list[i].Submitted; f != nil {
 			p.callEvent("Submitted", f, o.parent, e)
@@ -308,9 +324,9 @@ func (p *Pool) observeRefused(j *job, err error) {
 // observeStart records the start of attempt n of j and calls Started. It
 // returns the context the attempt's function receives.
 func (p *Pool) observeStart(ctx context.Context, j *job, o *jobObs, n int) context.Context {
-	now := time.Now()
+	d, now := p.obs.now()
 	o.attempt.Store(int32(n))
-	o.started.Store(now.UnixNano())
+	o.started.Store(d)
 	o.ctx = ctx
 	if !p.obs.started {
 		return ctx
@@ -346,11 +362,9 @@ func (p *Pool) observeRetry(j *job, o *jobObs, n int, err error, delay time.Dura
 	if !p.obs.retried {
 		return
 	}
-	now := time.Now()
-	e := JobEvent{ID: j.id, Seq: o.seq, Attempt: n, Time: now, Err: err, Delay: delay}
-	if s := o.started.Load(); s != 0 {
-		e.Duration = now.Sub(time.Unix(0, s))
-	}
+	d, now := p.obs.now()
+	e := JobEvent{ID: j.id, Seq: o.seq, Attempt: n, Time: now, Err: err, Delay: delay,
+		Duration: time.Duration(d - o.started.Load())}
 	for i := range p.obs.list {
 		if f := p.obs.list[i].Retried; f != nil {
 			p.callEvent("Retried", f, o.ctx, e)
@@ -364,22 +378,22 @@ func (p *Pool) observeRetry(j *job, o *jobObs, n int, err error, delay time.Dura
 func (p *Pool) observeFinished(j *job, err error, panicked bool) {
 	o := j.obsOf()
 	if o == nil || o.seq == 0 {
-		return // submitted before... never: every job of an observed pool has one
+		return // not submitted through this pool's observed paths: nothing to report
 	}
-	p.finishedEvent(j, o, outcomeOf2(j, o, err, panicked), err)
+	p.finishedEvent(j, o, classify(j, o, err, panicked), err)
 }
 
 func (p *Pool) finishedEvent(j *job, o *jobObs, out Outcome, err error) {
 	if !p.obs.finished {
 		return
 	}
-	now := time.Now()
+	d, now := p.obs.now()
 	n := int(o.attempt.Load())
 	ctx := o.parent
 	if n > 0 && o.ctx != nil {
 		ctx = o.ctx
 	}
-	e := JobEvent{ID: j.id, Seq: o.seq, Attempt: n, Time: now, Duration: now.Sub(o.submitted), Outcome: out, Err: err}
+	e := JobEvent{ID: j.id, Seq: o.seq, Attempt: n, Time: now, Duration: time.Duration(d - o.submitted), Outcome: out, Err: err}
 	for i := range p.obs.list {
 		if f := p.obs.list[i].Finished; f != nil {
 			p.callEvent("Finished", f, ctx, e)
@@ -387,8 +401,8 @@ func (p *Pool) finishedEvent(j *job, o *jobObs, out Outcome, err error) {
 	}
 }
 
-// outcomeOf2 classifies how j ended (see the Outcome constants).
-func outcomeOf2(j *job, o *jobObs, err error, panicked bool) Outcome {
+// classify tells how j ended (see the Outcome constants).
+func classify(j *job, o *jobObs, err error, panicked bool) Outcome {
 	ran := o.attempt.Load() > 0
 	switch {
 	case o.rejected.Load():
