@@ -20,6 +20,9 @@ import (
 // previous attempt's span, and put in the job function's context so that the
 // function's own spans are its children.
 //
+// Give it to one pool only: the retry table is keyed on JobEvent.Seq, which
+// is unique within a pool, not across pools.
+//
 // Its functions run on the pool's goroutines (see qpool.Observer). Of this
 // package's locks they take only the short one of a shard of the retry
 // table, and only while some job is between a failed attempt and its next
@@ -123,11 +126,12 @@ func (t *Telemetry) retriedEvent(ctx context.Context, e qpool.JobEvent) {
 	if a == nil || !a.ended.CompareAndSwap(false, true) {
 		return
 	}
-	sc := a.span.SpanContext()
-	if sc.IsValid() {
+	if a.span.IsRecording() {
 		// Kept until the next attempt starts or the job finishes (a job
-		// canceled during its backoff never starts again).
-		t.retries.put(e.Seq, sc)
+		// canceled during its backoff never starts again). A span that
+		// records nothing (a no-op provider, an unsampled trace) gets no
+		// link: it is never exported, so a link to it would lead nowhere.
+		t.retries.put(e.Seq, a.span.SpanContext())
 	}
 	if a.span.IsRecording() {
 		a.span.SetAttributes(
