@@ -44,7 +44,7 @@ func main() {
 // ctx ends, then shuts everything down in order: the server, the trickle,
 // the pool, the entanglement.
 func run(ctx context.Context, ln net.Listener, out io.Writer, interval time.Duration) error {
-	pool := qpool.NewPool(qpool.WithWorkers(3), qpool.WithResultTTL(time.Minute))
+	pool := qpool.NewPool(qpool.WithWorkers(6), qpool.WithResultTTL(time.Minute))
 	orders := qpool.NewEntanglement("orders", nil, time.Hour, qpool.WithRetention(1000))
 	defer orders.Close()
 
@@ -75,7 +75,7 @@ func run(ctx context.Context, ln net.Listener, out io.Writer, interval time.Dura
 }
 
 // trickle submits an order's e-mail job every interval until ctx ends.
-// Each job takes 2 to 10 intervals, sometimes fails and is retried, and records the
+// Each job takes 2 to 6 intervals, sometimes fails and is retried, and records the
 // order's progress in the entanglement.
 func trickle(ctx context.Context, pool *qpool.Pool, orders *qpool.Entanglement, interval time.Duration) {
 	tick := time.NewTicker(interval)
@@ -87,7 +87,7 @@ func trickle(ctx context.Context, pool *qpool.Pool, orders *qpool.Entanglement, 
 		qpool.Submit(pool, "email/"+id, func(jctx context.Context) (string, error) {
 			_ = orders.UpdateState(id, "sending")
 			select {
-			case <-time.After(interval * time.Duration(2+rand.IntN(9))):
+			case <-time.After(interval * time.Duration(2+rand.IntN(5))):
 			case <-jctx.Done():
 				return "", jctx.Err()
 			}
