@@ -175,6 +175,9 @@ func newEntanglement(id string, jobs []Job, ttl time.Duration, opts []Entangleme
 	if cfg.onStateChange != nil {
 		e.onStateChange.Store(&cfg.onStateChange)
 	}
+	if len(cfg.observers) > 0 {
+		e.observe()
+	}
 	if err := checkLedger(id, cfg.ledger); err != nil {
 		e.refuse(err)
 	}
@@ -497,12 +500,16 @@ func (e *Entanglement) IsExpired() bool { return e.or().life.Load() == lifeExpir
 func (e *Entanglement) Close() error {
 	e = e.or()
 	var err error
-	if e.end(lifeClosed) {
+	closed := e.end(lifeClosed)
+	if closed {
 		err = e.ledger.Close()
 	}
 	e.wg.Wait()
 	e.waitCallbacks()
 	e.waitFollower()
+	if closed && len(e.cfg.observers) > 0 {
+		e.observeClosed()
+	}
 	return err
 }
 

@@ -38,6 +38,8 @@ func (c *call[T]) anyValue() any { return c.value }
 
 func (c *call[T]) forget() { c.fn = nil }
 
+func (c *call[T]) ran() bool { return c.fn == nil }
+
 // plainCall is a function scheduled with Schedule: call[any] for a function
 // without a context, a type of its own so that neither needs a field for
 // the other's function.
@@ -56,6 +58,7 @@ func (c *plainCall) run(context.Context) (err error) {
 func (c *plainCall) anyFuture() *Future[any] { return &c.fut }
 func (c *plainCall) anyValue() any           { return c.value }
 func (c *plainCall) forget()                 { c.fn = nil }
+func (c *plainCall) ran() bool               { return c.fn == nil }
 
 // Submit schedules fn on p under id and returns its future. fn receives a
 // context that ends when the job's timeout passes ([WithTimeout]), when the

@@ -268,6 +268,9 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 		c.resolveHere(id, nil, errNilGroup)
 		return &c.fut
 	}
+	if g.pool.valid() && g.pool.obs != nil {
+		observeGroupJob(&c.job, &c.x, g.ctx) // the group's context is the job's parent
+	}
 	g.mu.Lock()
 	i := g.next
 	g.next++
@@ -363,6 +366,9 @@ func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
 	c.resolved.Add(1)
 	c.tryResolve(err)
 	c.wake()
+	if p.valid() && p.obs != nil {
+		p.observeRefused(&c.job, err)
+	}
 }
 
 // install gives the job the context the group's jobs get, before the pool
@@ -453,12 +459,13 @@ func (c *groupJobContext[T]) Err() error {
 	return c.built().Err()
 }
 
-// Value implements [context.Context]: the group's values, then the pool's.
+// Value implements [context.Context]: the group's values, then the job's
+// parent's ([WithParent]), then the pool's.
 func (c *groupJobContext[T]) Value(key any) any {
 	if v := c.built().Value(key); v != nil {
 		return v
 	}
-	return c.cfg.pool.baseCtx.Value(key)
+	return c.job.baseContext().Value(key)
 }
 
 // complete records that c has been resolved: it notes the first failure

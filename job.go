@@ -51,6 +51,10 @@ type runner interface {
 	// forget drops the function once it has run, so that a retained
 	// result does not keep what the closure captured alive.
 	forget()
+	// ran reports whether forget was called: the job reached a worker.
+	// Only call it once the job is done (forget comes before the
+	// resolution, which publishes it).
+	ran() bool
 }
 
 // job is the untyped core of a submitted function: its ID, options, state
@@ -75,9 +79,10 @@ type job struct {
 // jobExtra is the part of a job that most jobs never need: dependency links
 // and a built context.
 type jobExtra struct {
-	deps depState    // guarded by pool.mu
-	mu   sync.Mutex  // guards ctx
-	ctx  lazyContext // guarded by mu
+	deps depState               // guarded by pool.mu
+	mu   sync.Mutex             // guards ctx
+	ctx  lazyContext            // guarded by mu
+	obs  atomic.Pointer[jobObs] // observers' and the live view's record: see jobObs
 }
 
 // depState is a job's dependency bookkeeping.

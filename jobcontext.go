@@ -47,7 +47,7 @@ func (c *jobContext) built() context.Context {
 	defer x.mu.Unlock()
 	l := &x.ctx
 	if l.inner == nil {
-		l.inner, l.cancel = context.WithCancelCause(j.cfg.pool.baseCtx)
+		l.inner, l.cancel = context.WithCancelCause(j.baseContext())
 		j.set(flagCtxBuilt)
 		switch {
 		case l.cause != nil:

@@ -43,6 +43,7 @@ type poolConfig struct {
 	resultTTL   time.Duration
 	depWindow   time.Duration
 	idleTimeout time.Duration
+	observers   []Observer // WithObserver, in order
 }
 
 func newPoolConfig(opts []Option) poolConfig {
@@ -191,6 +192,7 @@ type jobConfig struct {
 	retryIf      func(error) bool // nil: every error but a permanent one is retried
 	deps         []string
 	entanglement *Entanglement
+	parent       context.Context // WithParent: values only
 }
 
 // jobConfig applies opts to a configuration of their own, or returns the
@@ -297,6 +299,7 @@ type entConfig struct {
 	onStateChange func(oldState, newState map[string]any)
 	copy          func(any) any
 	check         Codec // WithCodecCheck: values must encode with it
+	observers     []EntanglementObserver
 }
 
 func newEntConfig(opts []EntanglementOption) entConfig {

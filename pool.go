@@ -24,6 +24,7 @@ type Pool struct {
 	cfg     poolConfig
 	baseCtx context.Context // cfg.ctx's values without its cancellation
 	procs   int             // GOMAXPROCS when the pool was built
+	obs     *observerSet    // WithObserver; nil without one, the hot paths' only check
 
 	jobDefaults jobConfig // of every job submitted without options
 
@@ -74,6 +75,8 @@ type Pool struct {
 
 	closeOnce, quitOnce, abortOnce sync.Once
 	stopWatch                      func() bool // stops the WithContext watcher
+
+	qstamps queueStamps // the queue's positions as Stats and Jobs saw them: see OldestQueued
 }
 
 // task is one entry of the queue: a job, or a bare function from Go.
@@ -99,6 +102,7 @@ func NewPool(opts ...Option) *Pool {
 		quit:    make(chan struct{}),
 	}
 	p.jobDefaults = jobConfig{pool: p, attempts: 1}
+	p.obs = newObserverSet(cfg.observers)
 	if cfg.queueSize == 0 {
 		p.freeMode = freeIdle
 		if cfg.idleTimeout <= 0 {
@@ -128,6 +132,9 @@ func NewPool(opts ...Option) *Pool {
 func (p *Pool) Go(fn func()) error {
 	if !p.valid() {
 		return ErrInvalidPool
+	}
+	if p.obs != nil {
+		return p.goObserved(fn)
 	}
 	if fn == nil {
 		return fmt.Errorf("%w: %w", ErrInvalidJob, ErrNilFunc)

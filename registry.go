@@ -10,6 +10,10 @@ import (
 // Every outcome resolves the job's future or leaves it to a worker.
 func (p *Pool) submit(j *job, nilFn bool) {
 	p.stats.submitted.Add(1)
+	var o *jobObs
+	if p.obs != nil {
+		o = p.observeNew(j)
+	}
 	if err := validate(j, nilFn); err != nil {
 		p.reject(j, err)
 		return
@@ -17,6 +21,9 @@ func (p *Pool) submit(j *job, nilFn bool) {
 	if !p.accept() {
 		p.reject(j, jobError(j.id, p.closedErr()))
 		return
+	}
+	if o != nil {
+		p.announce(j, o, nil) // before the job can be found, so before any other event of it
 	}
 	ready, err := p.register(j)
 	if err != nil {
@@ -33,6 +40,9 @@ func (p *Pool) submit(j *job, nilFn bool) {
 		e.AddJob(Job{ID: j.id})
 	}
 	if err != nil {
+		if o != nil && errors.Is(err, ErrUnknownDependency) {
+			o.rejected.Store(true)
+		}
 		p.resolve(j, err, false)
 		return
 	}
@@ -40,6 +50,9 @@ func (p *Pool) submit(j *job, nilFn bool) {
 		return // a finishing dependency will queue it
 	}
 	if err := p.enqueue(task{j: j}); err != nil {
+		if o != nil {
+			o.rejected.Store(true)
+		}
 		p.resolve(j, jobError(j.id, err), false)
 	}
 }
@@ -71,6 +84,9 @@ func (p *Pool) reject(j *job, err error) {
 	j.tryResolve(err)
 	j.wake()
 	p.stats.failed.Add(1)
+	if p.obs != nil {
+		p.observeRefused(j, err)
+	}
 }
 
 // register records j under its ID and links it to its dependencies. It
@@ -237,6 +253,14 @@ func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	for _, d := range ready {
 		p.handOff(d)
 	}
+	if p.obs != nil {
+		// Waiters first, so that a slow Finished does not delay the
+		// future; counted finished last, so that Close waits for it.
+		j.wake()
+		p.observeFinished(j, err, panicked)
+		p.done()
+		return failed
+	}
 	p.done()
 	j.wake()
 	return failed
@@ -285,7 +309,9 @@ func (p *Pool) failDependents(j *job, failed []*job) {
 // release tells the registry that j has finished (see idRegistry.finished)
 // and returns its dependents that may now run, and those that must fail.
 func (p *Pool) release(j *job, err error) (ready, failed []*job) {
-	p.ids.finished(j)
+	if j.id != "" { // a Pool.Go function of an observed pool is not registered
+		p.ids.finished(j)
+	}
 	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {
 		return nil, nil // the common case: no dependency bookkeeping
 	}

@@ -1,6 +1,9 @@
 package qpool
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // Stats is a snapshot of a pool's counters, from [Pool.Stats]. Every job
 // submitted with [Submit] or [Pool.Schedule], and every function accepted by
@@ -18,6 +21,16 @@ type Stats struct {
 	Failed    uint64 // jobs that ended with an error, rejected ones included
 	Panicked  uint64 // failed jobs whose function panicked
 	Retried   uint64 // attempts that were followed by another attempt
+
+	// OldestQueued is the age of the oldest job in the queue (0 when it is
+	// empty). The queue does not timestamp jobs; each call of Stats (and
+	// of [Pool.Jobs]) notes the queue's position with the time, and the
+	// age is counted from the first call that saw the oldest job queued.
+	// So it is never more than the job's true age, and short of it by at
+	// most the time between that call and the one before: a caller that
+	// polls Stats every second gets it to within a second; the first call
+	// after a quiet spell reports 0.
+	OldestQueued time.Duration
 }
 
 // counters are the pool's cumulative counts. submitted is written by
@@ -46,5 +59,7 @@ func (p *Pool) Stats() Stats {
 		Failed:     p.stats.failed.Load(),
 		Panicked:   p.stats.panicked.Load(),
 		Retried:    p.stats.retried.Load(),
+
+		OldestQueued: p.stampQueue(),
 	}
 }

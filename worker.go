@@ -556,8 +556,19 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 		return jobError(j.id, context.Canceled), false
 	}
 	ctx := j.asContext() // ended by resolve, however the attempts end
+	var o *jobObs        // the observers' record, in an observed pool
+	if p.obs != nil {
+		o = j.obsOf()
+	}
 	for attempt := 1; ; attempt++ {
-		err, panicked = p.attempt(ctx, j)
+		if o != nil {
+			err, panicked = p.observedAttempt(ctx, j, o, attempt)
+		} else {
+			if attempt > 1 {
+				j.obsFor().attempt.Store(int32(attempt)) // for the live view (Pool.Jobs)
+			}
+			err, panicked = p.attempt(ctx, j)
+		}
 		if err == nil || panicked || attempt >= j.cfg.attempts || ctx.Err() != nil {
 			return err, panicked
 		}
@@ -567,7 +578,14 @@ func (p *Pool) attempts(j *job) (err error, panicked bool) {
 			}
 			return err, false
 		}
-		if !sleep(ctx, backoff(j.cfg.backoff, attempt)) {
+		d := backoff(j.cfg.backoff, attempt)
+		if o != nil {
+			p.observeRetry(j, o, attempt, err, d)
+		}
+		if !sleep(ctx, d) {
+			if o != nil {
+				o.canceled = true
+			}
 			return err, false // cancelled in the backoff: no attempt follows
 		}
 		p.stats.retried.Add(1) // counted once another attempt is certain

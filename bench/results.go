@@ -30,6 +30,7 @@ func ResultRunners() []ResultCase {
 	return []ResultCase{
 		{"futurefloor", futureFloor{}},
 		{"qpool-schedule", qpoolSchedule{}}, // the default options
+		{"qpool-schedule-observed", qpoolSchedule{[]qpool.Option{qpool.WithObserver(NoopObserver)}}},
 		{"qpool-schedule-nowindow", qpoolSchedule{[]qpool.Option{qpool.WithDependencyWindow(0)}}},
 		{"qpool-schedule-ttl1m", qpoolSchedule{[]qpool.Option{qpool.WithResultTTL(time.Minute)}}},
 		{"qpool-submit", qpoolSubmit{}},

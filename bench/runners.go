@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,7 @@ func Runners() []RunnerCase {
 	return []RunnerCase{
 		{Name: "chanpool", New: func() Runner { return &chanRunner{} }},
 		{Name: "qpool-go", New: func() Runner { return &qpoolGo{} }},
+		{Name: "qpool-go-observed", New: func() Runner { return &qpoolGo{opts: []qpool.Option{qpool.WithObserver(NoopObserver)}} }},
 		{Name: "ants-submit", New: func() Runner { return &antsSubmit{} }},
 		{Name: "ants-func", New: func() Runner { return &antsFunc{} }},
 		{Name: "pond-go", New: func() Runner { return &pondGo{} }},
@@ -55,11 +57,25 @@ func (r *chanRunner) Wait() error  { r.p.Close(); return nil }
 
 // qpoolGo uses Pool.Go with the default queue size, the same as chanpool's.
 type qpoolGo struct {
+	opts   []qpool.Option // after WithWorkers
 	p      *qpool.Pool
 	failed atomic.Int64
 }
 
-func (r *qpoolGo) Start(w int) { r.p = qpool.NewPool(qpool.WithWorkers(w)) }
+func (r *qpoolGo) Start(w int) {
+	r.p = qpool.NewPool(append([]qpool.Option{qpool.WithWorkers(w)}, r.opts...)...)
+}
+
+// NoopObserver has every function of a qpool.Observer set, each doing
+// nothing: the rows "…-observed" measure what observing costs the pool
+// itself, events built and delivered, with no work of an observer's.
+var NoopObserver = qpool.Observer{
+	Submitted: func(context.Context, qpool.JobEvent) {},
+	Started:   func(context.Context, qpool.JobEvent) context.Context { return nil },
+	Retried:   func(context.Context, qpool.JobEvent) {},
+	Finished:  func(context.Context, qpool.JobEvent) {},
+}
+
 func (r *qpoolGo) Go(fn func()) {
 	if r.p.Go(fn) != nil {
 		r.failed.Add(1)
