@@ -1,5 +1,3 @@
-//go:build qpoolhooks
-
 package inspect
 
 import (
@@ -7,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/qpool/qpool"
@@ -14,12 +13,16 @@ import (
 
 // jobJSON is one job in /jobs and /jobs/{id}.
 type jobJSON struct {
-	Pool       string     `json:"pool"`
-	ID         string     `json:"id"`
-	State      string     `json:"state"`
-	Attempt    int        `json:"attempt"`
-	Submitted  time.Time  `json:"submitted"`
-	AgeSeconds float64    `json:"age_seconds"` // since Submitted, by the server's clock
+	Pool    string `json:"pool"`
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Attempt int    `json:"attempt"`
+	// Submitted, AgeSeconds (since Submitted, by the server's clock) and
+	// Started (the current or last attempt's start) are known only for a
+	// pool with an observer (qpool.WithObserver; an empty Observer{} will
+	// do), and left out otherwise.
+	Submitted  *time.Time `json:"submitted,omitempty"`
+	AgeSeconds *float64   `json:"age_seconds,omitempty"`
 	Started    *time.Time `json:"started,omitempty"`
 	// Error is set for a finished job that failed: its error message,
 	// capped like a value.
@@ -30,9 +33,10 @@ type jobJSON struct {
 func oldestQueued(s qpool.Stats) float64 { return s.OldestQueued.Seconds() }
 
 func (in *Inspector) jobJSON(pool string, j qpool.JobInfo, now time.Time) jobJSON {
-	out := jobJSON{
-		Pool: pool, ID: j.ID, State: j.State.String(), Attempt: j.Attempt,
-		Submitted: j.Submitted, AgeSeconds: now.Sub(j.Submitted).Seconds(),
+	out := jobJSON{Pool: pool, ID: j.ID, State: j.State.String(), Attempt: j.Attempt}
+	if !j.Submitted.IsZero() {
+		age := now.Sub(j.Submitted).Seconds()
+		out.Submitted, out.AgeSeconds = &j.Submitted, &age
 	}
 	if !j.Started.IsZero() {
 		out.Started = &j.Started
@@ -79,18 +83,24 @@ func (in *Inspector) jobs(w http.ResponseWriter, r *http.Request) {
 	}{in.jobList(pools, state, limit)})
 }
 
-// jobList gathers up to limit jobs of the pools, oldest submission first.
+// jobList gathers up to limit jobs of the pools: pool by pool, in option
+// order, and in each pool the oldest submission first (by ID where the
+// pool records no times).
 func (in *Inspector) jobList(pools []namedPool, state qpool.JobState, limit int) []jobJSON {
 	now := time.Now()
 	out := []jobJSON{}
 	for _, np := range pools {
-		for _, j := range np.pool.Jobs(state, limit) {
+		infos := np.pool.Jobs(state, limit-len(out))
+		slices.SortFunc(infos, func(a, b qpool.JobInfo) int {
+			return cmp.Or(a.Submitted.Compare(b.Submitted), cmp.Compare(a.ID, b.ID))
+		})
+		for _, j := range infos {
 			out = append(out, in.jobJSON(np.name, j, now))
 		}
+		if len(out) >= limit {
+			break
+		}
 	}
-	slices.SortStableFunc(out, func(a, b jobJSON) int {
-		return cmp.Or(a.Submitted.Compare(b.Submitted), cmp.Compare(a.ID, b.ID))
-	})
 	return out[:min(len(out), limit)]
 }
 
@@ -143,4 +153,12 @@ func (in *Inspector) cancelJob(w http.ResponseWriter, r *http.Request, escaped s
 		}
 	}
 	writeError(w, http.StatusNotFound, fmt.Sprintf("no live job %q", id))
+}
+
+// Age is the job's age for the page: "" when the pool records no times.
+func (j jobJSON) Age() string {
+	if j.AgeSeconds == nil {
+		return ""
+	}
+	return strconv.FormatFloat(*j.AgeSeconds, 'f', 1, 64) + " s"
 }

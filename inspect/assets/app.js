@@ -87,7 +87,7 @@
     fill(document.querySelector('#jobs tbody'), jobs.map((j) => el('tr', { 'data-state': j.state },
       el('td', {}, j.pool), el('td', { class: 'id' }, j.id),
       el('td', {}, el('span', { class: 'state ' + j.state }, j.state)),
-      el('td', {}, j.attempt), el('td', {}, seconds(j.age_seconds)),
+      el('td', {}, j.attempt), el('td', {}, j.age_seconds === undefined ? '' : seconds(j.age_seconds)),
       canCancel ? el('td', {}, cancelButton(j)) : null)), cols, 'no live job');
   }
 
