@@ -36,6 +36,8 @@ var chromiumNames = []string{"chromium", "chromium-browser", "google-chrome", "g
 // connection to its one page.
 type browser struct {
 	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has been waited for
+	err    error         // cmd.Wait's, once exited is closed
 	dir    string
 	log    *os.File
 	conn   net.Conn
@@ -92,12 +94,24 @@ func startBrowser(width, height int) (b *browser, err error) {
 		b.cmd = nil
 		return b, fmt.Errorf("start %s: %w", bin, err)
 	}
+	// The waiter is the browser's: it ends when Chromium does, which
+	// close forces.
+	b.exited = make(chan struct{})
+	go func() {
+		b.err = b.cmd.Wait()
+		close(b.exited)
+	}()
 	// Chromium writes the port it chose to DevToolsActivePort.
 	var port string
 	deadline := time.Now().Add(30 * time.Second)
 	for port == "" {
 		if time.Now().After(deadline) {
 			return b, errors.New("Chromium wrote no DevToolsActivePort within 30s")
+		}
+		select {
+		case <-b.exited:
+			return b, fmt.Errorf("%s exited before it listened: %v", bin, b.err)
+		default:
 		}
 		if data, err := os.ReadFile(filepath.Join(dir, "profile", "DevToolsActivePort")); err == nil {
 			if line, _, ok := strings.Cut(string(data), "\n"); ok {
@@ -351,7 +365,7 @@ func (b *browser) close() {
 	}
 	if b.cmd != nil && b.cmd.Process != nil {
 		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-		_ = b.cmd.Wait()
+		<-b.exited
 	}
 	if b.log != nil {
 		b.log.Close()
