@@ -17,10 +17,10 @@ type jobJSON struct {
 	ID      string `json:"id"`
 	State   string `json:"state"`
 	Attempt int    `json:"attempt"`
-	// Submitted, AgeSeconds (since Submitted, by the server's clock) and
-	// Started (the current or last attempt's start) are known only for a
-	// pool with an observer (qpool.WithObserver; an empty Observer{} will
-	// do), and left out otherwise.
+	// Submitted, AgeSeconds (since Submitted, by the server's clock; live
+	// jobs only) and Started (the current or last attempt's start) are
+	// known only for a pool with an observer (qpool.WithObserver; an empty
+	// Observer{} will do), and left out otherwise.
 	Submitted  *time.Time `json:"submitted,omitempty"`
 	AgeSeconds *float64   `json:"age_seconds,omitempty"`
 	Started    *time.Time `json:"started,omitempty"`
@@ -35,8 +35,11 @@ func oldestQueued(s qpool.Stats) float64 { return s.OldestQueued.Seconds() }
 func (in *Inspector) jobJSON(pool string, j qpool.JobInfo, now time.Time) jobJSON {
 	out := jobJSON{Pool: pool, ID: j.ID, State: j.State.String(), Attempt: j.Attempt}
 	if !j.Submitted.IsZero() {
-		age := now.Sub(j.Submitted).Seconds()
-		out.Submitted, out.AgeSeconds = &j.Submitted, &age
+		out.Submitted = &j.Submitted
+		if j.State != qpool.JobDone {
+			age := now.Sub(j.Submitted).Seconds()
+			out.AgeSeconds = &age
+		}
 	}
 	if !j.Started.IsZero() {
 		out.Started = &j.Started

@@ -160,6 +160,8 @@ func TestJobs(t *testing.T) {
 	body = get(t, u+"jobs/fails", http.StatusOK, &one)
 	require.NotContains(t, body, "<")
 	require.Equal(t, "done", one.State)
+	require.NotNil(t, one.Submitted, "remembered whole (result TTL)")
+	require.Nil(t, one.AgeSeconds, "no age for a finished job")
 	require.True(t, one.ErrorTruncated)
 	require.LessOrEqual(t, len(one.Error), 32)
 	require.True(t, strings.HasPrefix(one.Error, "<x>"), one.Error)

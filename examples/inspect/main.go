@@ -44,7 +44,10 @@ func main() {
 // ctx ends, then shuts everything down in order: the server, the trickle,
 // the pool, the entanglement.
 func run(ctx context.Context, ln net.Listener, out io.Writer, interval time.Duration) error {
-	pool := qpool.NewPool(qpool.WithWorkers(6), qpool.WithResultTTL(time.Minute))
+	pool := qpool.NewPool(qpool.WithWorkers(6),
+		qpool.WithResultTTL(time.Minute),     // the page shows how a job ended for a minute
+		qpool.WithObserver(qpool.Observer{}), // the pool records submission and start times
+	)
 	orders := qpool.NewEntanglement("orders", nil, time.Hour, qpool.WithRetention(1000))
 	defer orders.Close()
 
