@@ -162,6 +162,8 @@
 
   async function updateEntanglements(ents) {
     await Promise.all(ents.map((e) => pollTail(e).catch(() => {})));
+    const shown = new Set(ents.map((e) => e.id));
+    for (const id of tails.keys()) if (!shown.has(id)) tails.delete(id); // gone from a source
     const box = document.getElementById('entanglements');
     if (ents.length === 0) box.replaceChildren(el('p', { class: 'empty' }, 'no entanglement given to the inspector'));
     else box.replaceChildren(...ents.map(entArticle));
