@@ -102,10 +102,10 @@ func info(j *job) JobInfo {
 //
 // Jobs does not stop the pool: it visits the pool's registry one part at
 // a time, each under that part's lock (the lock a submission with an ID
-// takes), so it costs about as much as a few hundred submissions per
-// thousand live jobs, and the list is not one instant's: a job may end, or
-// start, while it is being made. Functions given to [Pool.Go] have no ID
-// and are not listed.
+// takes, held while Jobs walks that part's table), so the list is not one
+// instant's: a job may end, or start, while it is being made, and one
+// found ended is left out. Functions given to [Pool.Go] have no ID and
+// are not listed.
 func (p *Pool) Jobs(state JobState, limit int) []JobInfo {
 	if !p.valid() {
 		return nil

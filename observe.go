@@ -378,9 +378,9 @@ func (p *Pool) observeRetry(j *job, o *jobObs, n int, err error, delay time.Dura
 func (p *Pool) observeFinished(j *job, err error, panicked bool) {
 	o := j.obsOf()
 	if o == nil || o.seq == 0 {
-		return // submitted before... never: every job of an observed pool has one
+		return // not submitted through this pool's observed paths: nothing to report
 	}
-	p.finishedEvent(j, o, outcomeOf2(j, o, err, panicked), err)
+	p.finishedEvent(j, o, classify(j, o, err, panicked), err)
 }
 
 func (p *Pool) finishedEvent(j *job, o *jobObs, out Outcome, err error) {
@@ -401,8 +401,8 @@ func (p *Pool) finishedEvent(j *job, o *jobObs, out Outcome, err error) {
 	}
 }
 
-// outcomeOf2 classifies how j ended (see the Outcome constants).
-func outcomeOf2(j *job, o *jobObs, err error, panicked bool) Outcome {
+// classify tells how j ended (see the Outcome constants).
+func classify(j *job, o *jobObs, err error, panicked bool) Outcome {
 	ran := o.attempt.Load() > 0
 	switch {
 	case o.rejected.Load():

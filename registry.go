@@ -23,7 +23,12 @@ func (p *Pool) submit(j *job, nilFn bool) {
 		return
 	}
 	if o != nil {
-		p.announce(j, o, nil) // before the job can be found, so before any other event of it
+		// Invariant: Submitted returns before any other event of the
+		// job. It is called before the job is registered, linked to its
+		// dependencies or queued: the only ways another goroutine (a
+		// worker, Cancel, an abort, a failing dependency) can reach it.
+		// Who may break it: publishing the job before this call.
+		p.announce(j, o, nil)
 	}
 	ready, err := p.register(j)
 	if err != nil {
@@ -256,6 +261,10 @@ func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	if p.obs != nil {
 		// Waiters first, so that a slow Finished does not delay the
 		// future; counted finished last, so that Close waits for it.
+		// Invariant: Close, Wait and a nil Shutdown never return while
+		// the Finished of an accepted job runs or is still to come. Who
+		// may break it: moving done above observeFinished, or a path
+		// that resolves an accepted job without settle.
 		j.wake()
 		p.observeFinished(j, err, panicked)
 		p.done()
