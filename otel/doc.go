@@ -19,8 +19,9 @@
 //	qpool.Submit(p, "send-42", send, qpool.WithParent(ctx))
 //
 // The names, units and attributes of every metric and span are listed in
-// docs/otel.md. Job IDs are put on spans (messaging.message.id), never on
-// metric attributes: a label per job would make a time series per job.
+// docs/observability.md ("OpenTelemetry"). Job IDs are put on spans
+// (messaging.message.id), never on metric attributes: a label per job
+// would make a time series per job.
 //
 // One Telemetry describes one pool (its name goes on every metric and span);
 // make one per pool. Telemetry values share the instruments of their

@@ -37,8 +37,8 @@ const (
 )
 
 // The metric names (OpenTelemetry names; the Prometheus exporter writes dots
-// as underscores and adds the unit and _total suffixes, as docs/otel.md
-// lists).
+// as underscores and adds the unit and _total suffixes, as
+// docs/observability.md ("OpenTelemetry") lists).
 const (
 	MetricJobsSubmitted      = "qpool.jobs.submitted"       // counter {job}: submissions, rejected ones included
 	MetricJobsCompleted      = "qpool.jobs.completed"       // counter {job}: resolutions, by qpool.job.outcome
