@@ -54,10 +54,10 @@ type Worker struct {
 	inflight  sync.WaitGroup // handle calls under way
 	shutOnce  sync.Once
 
-	mu       sync.Mutex
-	shutting bool                 // guarded by mu: no new job starts
-	running  map[*run]struct{}    // guarded by mu
-	canceled map[string]time.Time // guarded by mu: cancel markers seen lately
+	mu          sync.Mutex
+	handingBack bool                 // guarded by mu: set by handBack; no run begins after it (see begin)
+	running     map[*run]struct{}    // guarded by mu
+	canceled    map[string]time.Time // guarded by mu: cancel markers seen lately
 
 	stats workerStats
 }
@@ -89,8 +89,17 @@ type WorkerStats struct {
 	// Unhandled counts deliveries of jobs whose name the registry did not
 	// know, put back for another worker.
 	Unhandled int64
-	// Redelivered counts deliveries that were not a message's first (its
-	// worker died or shut down while it ran): the job may run again.
+	// Redelivered counts deliveries that were not a message's first (the
+	// server's count, which does not say why). Some follow a delivery that
+	// ran the job and ended without an acknowledgement: its worker died,
+	// lost the server for longer than AckWait, or shut down while it ran
+	// (the job may run again). Others follow a delivery that a worker put
+	// back on purpose without running the job: an attempt that came before
+	// its time (a scheduled message fires up to a second early, a short
+	// backoff is published at once), an outcome lookup or write that failed
+	// (the server was unreachable), a job handed back by Shutdown before it
+	// began. So Redelivered is an upper bound on the jobs run again, not a
+	// count of them.
 	Redelivered int64
 }
 
@@ -207,26 +216,17 @@ func (w *Worker) freeSlots(n int) {
 	}
 }
 
-// dispatch runs m on the pool; a message that arrives once Shutdown began
-// goes back at once.
+// dispatch runs m on the pool. Only the fetch loop calls it, and Shutdown
+// waits for the loop to end before it waits for the jobs: a job dispatched
+// late is handed back by begin if Shutdown is handing back by then.
 func (w *Worker) dispatch(m jetstream.Msg) {
-	w.mu.Lock()
-	shutting := w.shutting
-	if !shutting {
-		w.inflight.Add(1)
-	}
-	w.mu.Unlock()
-	if shutting {
-		_ = m.Nak()
-		<-w.slots
-		return
-	}
+	w.inflight.Add(1)
 	err := w.pool.Go(func() {
 		defer func() { <-w.slots }()
 		defer w.inflight.Done()
 		w.handle(m)
 	})
-	if err != nil { // cannot happen while not shutting: the pool closes after the loop ends
+	if err != nil { // cannot happen: the pool closes after the fetch loop ends
 		_ = m.Nak()
 		w.inflight.Done()
 		<-w.slots
@@ -293,22 +293,32 @@ func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
 	}
 }
 
-// begin registers a run of job id, unless a cancel marker for it came.
+// begin registers a run of job id, unless a cancel marker for it came
+// (then it returns nil, false) or Shutdown is handing back (nil, true).
 //
 // Invariant (a cancelled running job learns of it): Client.Cancel records
 // the outcome, then writes the marker. The worker registers the run here,
 // then looks for an outcome. If it finds none, the outcome (and so the
 // marker) came after the registration, so the watcher finds the run; and
 // if the watcher handled the marker before, the canceled map has it.
-func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) *run {
+//
+// Invariant (no job begins once Shutdown hands back): handBack sets
+// handingBack and takes the runs registered, under mu; begin looks at the
+// flag and registers under mu. So a run registered first is handed back
+// by handBack, and one that comes later sees the flag and goes back
+// itself; none runs past Shutdown's deadline. Only handBack sets the flag.
+func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) (r *run, handBack bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.canceled[id]; ok {
-		return nil
+	if w.handingBack {
+		return nil, true
 	}
-	r := &run{id: id, msg: m, cancel: cancel}
+	if _, ok := w.canceled[id]; ok {
+		return nil, false
+	}
+	r = &run{id: id, msg: m, cancel: cancel}
 	w.running[r] = struct{}{}
-	return r
+	return r, false
 }
 
 // end unregisters r and reports whether it was handed back or cancelled:
@@ -347,7 +357,14 @@ func (w *Worker) handle(m jetstream.Msg) {
 	}
 	runCtx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
-	r := w.begin(j.ID, m, cancel)
+	if w.cfg.beforeBegin != nil {
+		w.cfg.beforeBegin(j.ID)
+	}
+	r, handBack := w.begin(j.ID, m, cancel)
+	if handBack {
+		_ = m.Nak() // for immediate redelivery to another worker
+		return
+	}
 	if r == nil {
 		w.stats.dropped.Add(1)
 		_ = m.Ack() // cancelled: the canceller recorded the outcome
@@ -523,10 +540,11 @@ func (w *Worker) unhandled(ctx context.Context, m jetstream.Msg, j *jobRecord, a
 // Shutdown stops taking jobs and lets the running ones finish until ctx
 // ends. Then it hands the rest back: their contexts are cancelled, their
 // messages are negatively acknowledged for immediate redelivery to another
-// worker, and whatever their functions return is discarded. It waits for
-// those functions to return (a function that ignores its context keeps it
-// waiting), stops the worker's goroutines and returns ctx's error if ctx
-// ended first. Nothing is lost: every job not finished here is delivered
+// worker, and whatever their functions return is discarded; a job the
+// worker had taken but not yet begun then goes back without being run.
+// It waits for those functions to return (a function that ignores its
+// context keeps it waiting), stops the worker's goroutines and returns
+// ctx's error if ctx ended first. Nothing is lost: every job not finished here is delivered
 // again. Shutdown is idempotent.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	if w == nil {
@@ -536,9 +554,6 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.shutOnce.Do(func() {
 		close(w.stopFetch)
 		<-w.fetchDone
-		w.mu.Lock()
-		w.shutting = true
-		w.mu.Unlock()
 		idle := make(chan struct{})
 		// Owner: Shutdown. Ends when the last handle call returns, which
 		// the hand-back below makes prompt; waited below.
@@ -558,9 +573,11 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// handBack gives the running jobs back to the server.
+// handBack gives the running jobs back to the server, and makes the jobs
+// the pool has taken but not begun go back as they begin (see begin).
 func (w *Worker) handBack() {
 	w.mu.Lock()
+	w.handingBack = true
 	var back []*run
 	for r := range w.running {
 		if !r.canceled {
