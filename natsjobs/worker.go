@@ -500,8 +500,11 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
 		} else {
 			w.stats.dropped.Add(1) // another execution recorded first
 		}
-		var cur *resultRecord
-		if cur, err = w.s.getResult(ctx, r.ID); err == nil {
+		cur := r // what this call created, or else the outcome recorded first
+		if !created {
+			cur, err = w.s.getResult(ctx, r.ID)
+		}
+		if err == nil {
 			err = w.s.release(ctx, cur)
 		}
 	}
