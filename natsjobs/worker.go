@@ -55,9 +55,10 @@ type Worker struct {
 	shutOnce  sync.Once
 
 	mu          sync.Mutex
-	handingBack bool                 // guarded by mu: set by handBack; no run begins after it (see begin)
-	running     map[*run]struct{}    // guarded by mu
-	canceled    map[string]time.Time // guarded by mu: cancel markers seen lately
+	handingBack bool                       // guarded by mu: set by handBack; no run begins after it (see begin)
+	running     map[*run]struct{}          // guarded by mu
+	finishing   map[jetstream.Msg]struct{} // guarded by mu: messages whose outcome is being recorded and released (see keepAlive)
+	canceled    map[string]time.Time       // guarded by mu: cancel markers seen lately
 
 	stats workerStats
 }
@@ -152,7 +153,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		slots:     make(chan struct{}, cfg.concurrency),
 		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
 		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
-		running: map[*run]struct{}{}, canceled: map[string]time.Time{},
+		running: map[*run]struct{}{}, canceled: map[string]time.Time{}, finishing: map[jetstream.Msg]struct{}{},
 	}
 	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
 		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
@@ -246,16 +247,40 @@ func (w *Worker) heartbeats() {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(w.running))
+		msgs := make([]jetstream.Msg, 0, len(w.running)+len(w.finishing))
 		for r := range w.running {
 			if !r.handedBack {
 				msgs = append(msgs, r.msg)
 			}
 		}
+		for m := range w.finishing {
+			msgs = append(msgs, m)
+		}
 		w.mu.Unlock()
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
+	}
+}
+
+// keepAlive has the heartbeats cover m until the returned function is
+// called. A run leaves the running set when its function returns, but
+// its message stays unacknowledged while the outcome is recorded and the
+// dependents released, which for a long failed chain takes much longer
+// than AckWait: without heartbeats the server would give the message to
+// another worker, which would walk the chain again, and again after each
+// AckWait (TestLongReleaseKeepsItsMessage). Invariant: every message this
+// worker holds unacknowledged is in running (not handed back) or in
+// finishing, except for the moments between the two and around the
+// short operations before a run begins.
+func (w *Worker) keepAlive(m jetstream.Msg) (done func()) {
+	w.mu.Lock()
+	w.finishing[m] = struct{}{}
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.finishing, m)
+		w.mu.Unlock()
 	}
 }
 
@@ -380,6 +405,7 @@ func (w *Worker) handle(m jetstream.Msg) {
 		// redelivery after the recorder died before it acknowledged. The
 		// recorder may not have released the dependents: do it again.
 		w.stats.dropped.Add(1)
+		defer w.keepAlive(m)()
 		w.ackAfter(m, w.s.release(ctx, prev))
 		return
 	}
@@ -488,6 +514,7 @@ func call(ctx context.Context, h *handler, codec qpool.Codec, payload []byte) (o
 // job's dependents and acknowledges m; if the server could not be reached
 // m comes back later and the next delivery tries again.
 func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
+	defer w.keepAlive(m)()
 	r.Worker = w.cfg.name
 	created, err := w.s.record(ctx, r)
 	if err == nil {
