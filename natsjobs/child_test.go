@@ -88,6 +88,10 @@ func runChild(mode string) error {
 		select {
 		case <-time.After(time.Duration(in.Sleep) * time.Millisecond):
 		case <-ctx.Done():
+			outMu.Lock()
+			fmt.Fprintln(out, "stop", in.ID, context.Cause(ctx))
+			out.Flush()
+			outMu.Unlock()
 			return "", ctx.Err()
 		}
 		return name, nil

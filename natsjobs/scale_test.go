@@ -240,3 +240,47 @@ func TestProcessesChain(t *testing.T) {
 		})
 	}
 }
+
+// TestProcessesCancelAndDelayed: across processes, a cancel from the
+// producer ends a job's context on the worker process that runs it, and a
+// queued cancelled job never runs; a delayed job runs on a worker process
+// not before its time.
+func TestProcessesCancelAndDelayed(t *testing.T) {
+	ts := startServer(t)
+	ns := namespace()
+	procs := []*workerProc{startWorkerProc(t, ts, ns, "p0"), startWorkerProc(t, ts, ns, "p1")}
+	c := newClient(t, ts.connect(t), natsjobs.WithNamespace(ns))
+	ctx := wctx(t, 30*time.Second)
+	work := natsjobs.Declare[workIn, string]("work")
+	chaos := natsjobs.Declare[chaosIn, string]("chaos")
+
+	long := work.Submit(ctx, c, "long", workIn{ID: "long", Sleep: 60000})
+	at := time.Now().Add(1500 * time.Millisecond)
+	delayed := chaos.SubmitAt(ctx, c, "delayed", chaosIn{ID: "delayed"}, at)
+	never := chaos.SubmitAt(ctx, c, "never", chaosIn{ID: "never"}, at)
+	require.NoError(t, c.Cancel(ctx, "never"))
+
+	v := waitForStart(t, procs, "long")
+	require.NoError(t, c.Cancel(ctx, "long"))
+	l := procs[v].expect(t, "stop long")
+	require.Contains(t, l, "canceled", "the worker process's job context ended by the cancel")
+	_, err := long.Wait(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+
+	got, err := delayed.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "delayed", got)
+	rec, err := c.Result(ctx, "delayed")
+	require.NoError(t, err)
+	require.False(t, rec.Finished.Before(at), "the delayed job finished at %v, before its time %v", rec.Finished, at)
+	require.Contains(t, []string{"p0", "p1"}, rec.Worker)
+	_, err = never.Wait(ctx)
+	require.ErrorIs(t, err, context.Canceled)
+
+	for _, p := range procs {
+		p.stop(t)
+	}
+	// Started: long and delayed, once each (nothing here loses an ack);
+	// never, not at all.
+	require.Equal(t, int64(2), startedBy(procs), "handler calls")
+}
