@@ -38,15 +38,16 @@ type Option func(*config)
 
 type config struct {
 	common
-	queue          string
-	concurrency    int
-	ackWait        time.Duration
-	maxAckPending  int
-	maxDeliveries  int
-	unhandledDelay time.Duration
-	name           string
-	logger         *slog.Logger
-	beforeBegin    func(id string) // tests only (export_test.go): called before a run registers
+	queue            string
+	concurrency      int
+	ackWait          time.Duration
+	maxAckPending    int
+	maxDeliveries    int
+	unhandledDelay   time.Duration
+	name             string
+	logger           *slog.Logger
+	beforeBegin      func(id string) // tests only (export_test.go): called before a run registers
+	openEntanglement EntanglementOpener
 }
 
 func newConfig(opts []Option) config {

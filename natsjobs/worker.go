@@ -58,6 +58,8 @@ type Worker struct {
 	handingBack bool                       // guarded by mu: set by handBack; no run begins after it (see begin)
 	running     map[*run]struct{}          // guarded by mu
 	finishing   map[jetstream.Msg]struct{} // guarded by mu: messages whose outcome is being recorded and released (see keepAlive)
+	ents        map[string]*entangled      // guarded by mu: the handlers' entanglements (entangle.go)
+	entsClosed  bool                       // guarded by mu: Shutdown closed them
 	canceled    map[string]time.Time       // guarded by mu: cancel markers seen lately
 
 	stats workerStats
@@ -154,6 +156,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
 		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
 		running: map[*run]struct{}{}, canceled: map[string]time.Time{}, finishing: map[jetstream.Msg]struct{}{},
+		ents: map[string]*entangled{},
 	}
 	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
 		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
@@ -380,7 +383,8 @@ func (w *Worker) handle(m jetstream.Msg) {
 	if err == nil && md.NumDelivered > 1 {
 		w.stats.redelivered.Add(1)
 	}
-	runCtx, cancel := context.WithCancelCause(context.Background())
+	// The handler's context carries the worker, for Entanglement.
+	runCtx, cancel := context.WithCancelCause(context.WithValue(context.Background(), workerCtxKey{}, w))
 	defer cancel(nil)
 	if w.cfg.beforeBegin != nil {
 		w.cfg.beforeBegin(j.ID)
@@ -597,6 +601,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		}
 		close(w.stopHB)
 		<-w.hbDone
+		w.closeEntanglements()
 		w.cf.Close()
 		_ = w.pool.Close()
 	})
