@@ -577,9 +577,10 @@ func (w *Worker) unhandled(ctx context.Context, m jetstream.Msg, j *jobRecord, a
 // worker, and whatever their functions return is discarded; a job the
 // worker had taken but not yet begun then goes back without being run.
 // It waits for those functions to return (a function that ignores its
-// context keeps it waiting), stops the worker's goroutines and returns
-// ctx's error if ctx ended first. Nothing is lost: every job not finished here is delivered
-// again. Shutdown is idempotent.
+// context keeps it waiting), closes the entanglements its handlers opened
+// ([WithEntanglements]), stops the worker's goroutines and returns ctx's
+// error if ctx ended first. Nothing is lost: every job not finished here
+// is delivered again. Shutdown is idempotent.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	if w == nil {
 		return nil
