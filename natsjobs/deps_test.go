@@ -185,7 +185,7 @@ func TestLongReleaseKeepsItsMessage(t *testing.T) {
 	w2 := newWorker(t, ts.connect(t), reg, ns, ack)
 	c := newClient(t, ts.connect(t), ns)
 	ctx := wctx(t, 30*time.Second)
-	const n = 150
+	const n = 150 // a walk of several AckWaits under -race
 	futs := make([]*qpool.Future[string], n)
 	for i := n - 1; i >= 1; i-- { // the chain first: it waits for its head
 		futs[i] = step.Submit(ctx, c, fmt.Sprint("k", i), stepIn{ID: fmt.Sprint("k", i)}, qpool.WithDependencies(fmt.Sprint("k", i-1)))

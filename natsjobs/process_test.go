@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,6 +28,9 @@ type workerProc struct {
 	// thousands), and counted all the same in starts.
 	lines  chan string
 	starts atomic.Int64 // "start" lines printed
+
+	mu      sync.Mutex
+	started map[string]int // guarded by mu: "start" lines by job ID
 }
 
 func startWorkerProc(t *testing.T, ts *testServer, ns, name string, env ...string) *workerProc {
@@ -39,7 +44,7 @@ func startWorkerProc(t *testing.T, ts *testServer, ns, name string, env ...strin
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-	p := &workerProc{name: name, cmd: cmd, stdin: stdin, lines: make(chan string, 1024)}
+	p := &workerProc{name: name, cmd: cmd, stdin: stdin, lines: make(chan string, 1024), started: map[string]int{}}
 	// Owner: the test. Ends when the process's stdout closes (it exits or
 	// is killed), which the cleanup below waits for.
 	go func() {
@@ -52,6 +57,9 @@ func startWorkerProc(t *testing.T, ts *testServer, ns, name string, env ...strin
 				continue
 			}
 			p.starts.Add(1)
+			p.mu.Lock()
+			p.started[strings.TrimPrefix(l, "start ")]++
+			p.mu.Unlock()
 			select {
 			case p.lines <- l:
 			default:
@@ -92,6 +100,22 @@ func (p *workerProc) expect(t *testing.T, prefix string) string {
 func (p *workerProc) drain() {
 	for range p.lines {
 	}
+}
+
+// startedIDs returns the IDs of the jobs the processes started, each once.
+func startedIDs(procs []*workerProc) []string {
+	var ids []string
+	for _, p := range procs {
+		p.mu.Lock()
+		for id := range p.started {
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		p.mu.Unlock()
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // drainQueued drops the lines read and not yet taken.
@@ -181,7 +205,7 @@ func TestKilledWorkerProcess(t *testing.T) {
 // are counted. At full scale (QPOOL_NATSJOBS_FULL=1): 10,000 jobs and 10
 // kills.
 func TestProcessesChaos(t *testing.T) {
-	n, kills := scale(300, 10000), scale(2, 10)
+	n, kills := scale(200, 10000), scale(2, 10)
 	ts := startServer(t)
 	ns := namespace()
 	procs := []*workerProc{startWorkerProc(t, ts, ns, "p0"), startWorkerProc(t, ts, ns, "p1"), startWorkerProc(t, ts, ns, "p2")}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,7 @@ func startedBy(procs []*workerProc) int64 {
 // submitted again after it; every future resolves, no job is lost, and no
 // ID gets a second outcome.
 func TestProcessesServerRestart(t *testing.T) {
-	n, restarts := scale(300, 10000), scale(1, 3)
+	n, restarts := scale(200, 10000), scale(1, 3)
 	ts := startServer(t)
 	ns := namespace()
 	procs := []*workerProc{startWorkerProc(t, ts, ns, "p0"), startWorkerProc(t, ts, ns, "p1"), startWorkerProc(t, ts, ns, "p2")}
@@ -233,7 +234,7 @@ func TestProcessesChain(t *testing.T) {
 				p.stop(t)
 			}
 			if failHead {
-				require.Equal(t, int64(1), startedBy(procs), "only the failing head ran")
+				require.Equal(t, []string{head}, startedIDs(procs), "only the failing head ran")
 			} else {
 				require.GreaterOrEqual(t, startedBy(procs), int64(n))
 			}
@@ -280,7 +281,72 @@ func TestProcessesCancelAndDelayed(t *testing.T) {
 	for _, p := range procs {
 		p.stop(t)
 	}
-	// Started: long and delayed, once each (nothing here loses an ack);
-	// never, not at all.
-	require.Equal(t, int64(2), startedBy(procs), "handler calls")
+	require.Equal(t, []string{"delayed", "long"}, startedIDs(procs), "the jobs that ran (never did not)")
+}
+
+// TestProcessesDiamond: diamonds (a; b and c after a; d after b and c)
+// submitted from two clients, d first, run by two worker processes; in
+// half of them a fails, and then b, c and d fail with ErrDependencyFailed
+// naming a, and none of them runs.
+func TestProcessesDiamond(t *testing.T) {
+	n := scale(10, 200)
+	ts := startServer(t)
+	ns := namespace()
+	procs := []*workerProc{startWorkerProc(t, ts, ns, "p0"), startWorkerProc(t, ts, ns, "p1")}
+	c1 := newClient(t, ts.connect(t), natsjobs.WithNamespace(ns))
+	c2 := newClient(t, ts.connect(t), natsjobs.WithNamespace(ns))
+	ctx := wctx(t, time.Duration(scale(30, 300))*time.Second)
+	chaos := natsjobs.Declare[chaosIn, string]("chaos")
+	type diamond struct{ a, b, c, d *qpool.Future[string] }
+	ds := make([]diamond, n)
+	one := qpool.WithRetry(1, 0)
+	for i := range ds {
+		id := func(s string) string { return fmt.Sprintf("%s%d", s, i) }
+		fail := 0.0
+		if i%2 == 1 {
+			fail = 1
+		}
+		ds[i].d = chaos.Submit(ctx, c1, id("d"), chaosIn{ID: id("d")}, one, qpool.WithDependencies(id("b"), id("c")))
+		ds[i].b = chaos.Submit(ctx, c2, id("b"), chaosIn{ID: id("b")}, one, qpool.WithDependencies(id("a")))
+		ds[i].c = chaos.Submit(ctx, c1, id("c"), chaosIn{ID: id("c")}, one, qpool.WithDependencies(id("a")))
+		ds[i].a = chaos.Submit(ctx, c2, id("a"), chaosIn{ID: id("a"), FailP: fail}, one)
+	}
+	for i, dm := range ds {
+		if i%2 == 0 {
+			var fin [4]time.Time
+			for k, f := range []*qpool.Future[string]{dm.a, dm.b, dm.c, dm.d} {
+				v, err := f.Wait(ctx)
+				require.NoError(t, err, f.ID())
+				require.Equal(t, f.ID(), v)
+				rec, err := c1.Result(ctx, f.ID())
+				require.NoError(t, err)
+				fin[k] = rec.Finished
+			}
+			require.False(t, fin[1].Before(fin[0]) || fin[2].Before(fin[0]), "b or c of diamond %d finished before a", i)
+			require.False(t, fin[3].Before(fin[1]) || fin[3].Before(fin[2]), "d of diamond %d finished before b or c", i)
+			continue
+		}
+		_, err := dm.a.Wait(ctx)
+		var re *natsjobs.RemoteError
+		require.ErrorAs(t, err, &re, dm.a.ID())
+		for _, f := range []*qpool.Future[string]{dm.b, dm.c, dm.d} {
+			_, err := f.Wait(ctx)
+			require.ErrorIs(t, err, qpool.ErrDependencyFailed, f.ID())
+			var de *qpool.DependencyError
+			require.ErrorAs(t, err, &de)
+			require.Equal(t, dm.a.ID(), de.Origin, f.ID())
+		}
+	}
+	for _, p := range procs {
+		p.stop(t)
+	}
+	var want []string
+	for i := range n {
+		want = append(want, fmt.Sprint("a", i))
+		if i%2 == 0 {
+			want = append(want, fmt.Sprint("b", i), fmt.Sprint("c", i), fmt.Sprint("d", i))
+		}
+	}
+	slices.Sort(want)
+	require.Equal(t, want, startedIDs(procs), "the jobs that ran: no dependent of a failed job")
 }
