@@ -164,7 +164,7 @@ func TestProcessesServerRestart(t *testing.T) {
 // head that fails, no other link runs and each fails with
 // ErrDependencyFailed naming the head.
 func TestProcessesChain(t *testing.T) {
-	n := scale(100, 1000)
+	n := scale(50, 1000)
 	for _, failHead := range []bool{false, true} {
 		t.Run(map[bool]string{false: "ok", true: "head-fails"}[failHead], func(t *testing.T) {
 			ts := startServer(t)
