@@ -41,3 +41,10 @@ results/raw/harness -bin results/raw/bench.test -rounds "$rounds" -benchtime "$b
 results/raw/report -results results/raw/results.jsonl -meta results/raw/meta.json \
 	-doc ../docs/performance.md -svg ../docs/performance.svg
 echo "wrote docs/performance.md and docs/performance.svg"
+
+# Issue 15's job queues side by side (natsjobs, raw JetStream, river on
+# PostgreSQL, asynq on Redis): bench/jobs/run.sh, or here with
+# QPOOL_BENCH_JOBS=1 (it takes a few minutes and starts the two servers).
+if [ "${QPOOL_BENCH_JOBS:-}" = 1 ]; then
+	jobs/run.sh
+fi

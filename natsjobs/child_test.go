@@ -3,15 +3,19 @@ package natsjobs_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/qpool/qpool"
 	"github.com/qpool/qpool/natsjobs"
 )
 
@@ -22,6 +26,8 @@ const (
 	urlEnv   = "QPOOL_NATSJOBS_URL"
 	nsEnv    = "QPOOL_NATSJOBS_NS"
 	nameEnv  = "QPOOL_NATSJOBS_NAME"
+	concEnv  = "QPOOL_NATSJOBS_CONC"  // a worker's concurrency (default 4)
+	chainEnv = "QPOOL_NATSJOBS_CHAIN" // mode chain: prefix,length,parity,failhead
 )
 
 // workIn is the input of the children's "work" job.
@@ -48,11 +54,10 @@ func childMain(mode string) int {
 }
 
 // runChild runs a worker (mode "worker") that prints "start <id>" as each
-// job starts, until its stdin closes; then it shuts down and exits.
+// job starts, until its stdin closes; then it shuts down and exits. Mode
+// "chain" submits its half of a dependency chain (see chainLinks), prints
+// "submitted" and exits.
 func runChild(mode string) error {
-	if mode != "worker" {
-		return fmt.Errorf("unknown mode %q", mode)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	nc, err := nats.Connect(os.Getenv(urlEnv), connOptions()...)
@@ -63,6 +68,13 @@ func runChild(mode string) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
+	}
+	switch mode {
+	case "worker":
+	case "chain":
+		return submitChainHalf(ctx, js)
+	default:
+		return fmt.Errorf("unknown mode %q", mode)
 	}
 	name := os.Getenv(nameEnv)
 	var outMu sync.Mutex
@@ -76,6 +88,10 @@ func runChild(mode string) error {
 		select {
 		case <-time.After(time.Duration(in.Sleep) * time.Millisecond):
 		case <-ctx.Done():
+			outMu.Lock()
+			fmt.Fprintln(out, "stop", in.ID, context.Cause(ctx))
+			out.Flush()
+			outMu.Unlock()
 			return "", ctx.Err()
 		}
 		return name, nil
@@ -98,8 +114,12 @@ func runChild(mode string) error {
 		}
 		return in.ID, nil
 	})
+	conc, err := strconv.Atoi(os.Getenv(concEnv))
+	if err != nil {
+		conc = 4
+	}
 	w, err := natsjobs.NewWorker(ctx, js, reg, natsjobs.WithNamespace(os.Getenv(nsEnv)),
-		natsjobs.WithWorkerName(name), natsjobs.WithConcurrency(4), natsjobs.WithAckWait(time.Second))
+		natsjobs.WithWorkerName(name), natsjobs.WithConcurrency(conc), natsjobs.WithAckWait(time.Second))
 	if err != nil {
 		return err
 	}
@@ -111,4 +131,61 @@ func runChild(mode string) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer scancel()
 	return w.Shutdown(sctx)
+}
+
+// chainLink is link i of a chain of "chaos" jobs: ID prefix-i, depending
+// on link i-1; the head fails (one attempt) if failHead.
+func chainLink(prefix string, i int, failHead bool) (id string, in chaosIn, opts []qpool.JobOption) {
+	id = fmt.Sprintf("%s-%d", prefix, i)
+	in = chaosIn{ID: id}
+	opts = []qpool.JobOption{qpool.WithRetry(1, 0)}
+	if i == 0 && failHead {
+		in.FailP = 1
+	}
+	if i > 0 {
+		opts = append(opts, qpool.WithDependencies(fmt.Sprintf("%s-%d", prefix, i-1)))
+	}
+	return id, in, opts
+}
+
+// submitChainHalf submits the links of the chain chainEnv describes whose
+// index has the given parity, last link first (so most are submitted
+// before the job they depend on).
+func submitChainHalf(ctx context.Context, js jetstream.JetStream) error {
+	var prefix string
+	var n, parity int
+	var failHead bool
+	f := strings.Split(os.Getenv(chainEnv), ",")
+	if len(f) != 4 {
+		return fmt.Errorf("bad %s %q", chainEnv, os.Getenv(chainEnv))
+	}
+	prefix = f[0]
+	n, _ = strconv.Atoi(f[1])
+	parity, _ = strconv.Atoi(f[2])
+	failHead = f[3] == "1"
+	c, err := natsjobs.NewClient(ctx, js, natsjobs.WithNamespace(os.Getenv(nsEnv)))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	chaos := natsjobs.Declare[chaosIn, string]("chaos")
+	for i := n - 1; i >= 0; i-- {
+		if i%2 != parity {
+			continue
+		}
+		id, in, opts := chainLink(prefix, i, failHead)
+		fut := chaos.Submit(ctx, c, id, in, opts...)
+		select {
+		case <-fut.Done():
+			// Resolved at once: a submit error, or (the chain's failure
+			// reached it meanwhile) an outcome, which is fine.
+			var re *natsjobs.RemoteError
+			if _, err := fut.Wait(ctx); err != nil && !errors.As(err, &re) && !errors.Is(err, qpool.ErrDependencyFailed) {
+				return fmt.Errorf("submit %s: %w", id, err)
+			}
+		default:
+		}
+	}
+	fmt.Println("submitted")
+	return nil
 }

@@ -321,6 +321,10 @@ func ambiguous(err error) bool {
 // missed).
 func (c *Client) link(ctx context.Context, j *jobRecord) error {
 	for _, d := range j.Deps {
+		// The marker, then the link: see store.dependents.
+		if _, err := c.s.deps.Put(ctx, key(d), nil); err != nil {
+			return err
+		}
 		if _, err := c.s.deps.Put(ctx, key(d)+"."+key(j.ID), nil); err != nil {
 			return err
 		}

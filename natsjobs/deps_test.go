@@ -164,3 +164,43 @@ func TestDependencyCycle(t *testing.T) {
 	}
 	require.Equal(t, []string{"head"}, fx.ran())
 }
+
+// TestLongReleaseKeepsItsMessage: the worker that records a failure walks
+// the failed chain before it acknowledges the message, which takes longer
+// than AckWait for a long chain; it keeps the message alive meanwhile, so
+// the server does not give it to another worker, which would walk the
+// chain again (and count a delivery towards WithMaxDeliveries).
+func TestLongReleaseKeepsItsMessage(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	step := natsjobs.Register(reg, "step", func(_ context.Context, in stepIn) (string, error) {
+		if in.Fail {
+			return "", qpool.Permanent(fmt.Errorf("%s failed", in.ID))
+		}
+		return in.ID, nil
+	})
+	ack := natsjobs.WithAckWait(300 * time.Millisecond)
+	w1 := newWorker(t, ts.connect(t), reg, ns, ack)
+	w2 := newWorker(t, ts.connect(t), reg, ns, ack)
+	c := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 30*time.Second)
+	const n = 150 // a walk of several AckWaits under -race
+	futs := make([]*qpool.Future[string], n)
+	for i := n - 1; i >= 1; i-- { // the chain first: it waits for its head
+		futs[i] = step.Submit(ctx, c, fmt.Sprint("k", i), stepIn{ID: fmt.Sprint("k", i)}, qpool.WithDependencies(fmt.Sprint("k", i-1)))
+	}
+	start := time.Now()
+	futs[0] = step.Submit(ctx, c, "k0", stepIn{ID: "k0", Fail: true})
+	for i, f := range futs {
+		_, err := f.Wait(ctx)
+		require.Error(t, err, "k%d", i)
+	}
+	t.Logf("the failed chain of %d was walked in %v (AckWait 300ms)", n, time.Since(start))
+	// The walker acknowledges after the walk: until then the message is
+	// its own (a redelivery would be counted by now, at its delivery).
+	redelivered := w1.Stats().Redelivered + w2.Stats().Redelivered
+	dropped := w1.Stats().Dropped + w2.Stats().Dropped
+	require.Zero(t, redelivered, "the head's message was redelivered during the walk")
+	require.Zero(t, dropped)
+}

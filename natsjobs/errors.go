@@ -43,7 +43,9 @@ var (
 
 	// ErrTooManyDeliveries is the error recorded for a job whose message
 	// was delivered more often than [WithMaxDeliveries] allows without an
-	// outcome: its worker died (or shut down) each time it ran it.
+	// outcome: mostly a job whose worker died each time it ran it, but the
+	// count includes deliveries put back without running (see
+	// [WithMaxDeliveries]).
 	ErrTooManyDeliveries = errors.New("natsjobs: too many deliveries")
 
 	// ErrClosed is returned by Submit, a future's Wait and Result after

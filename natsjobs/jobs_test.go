@@ -304,3 +304,32 @@ func TestHandlerGoexit(t *testing.T) {
 	require.ErrorAs(t, err, &re)
 	require.Equal(t, 1, re.Attempts, "a Goexit is not retried, as a panic is not")
 }
+
+// TestFinishCostsNoAPIRequest: a job that no job depends on finishes
+// without a JetStream API request of its own (a listing of its dependents
+// would create and delete a consumer per job, the costliest thing a
+// finisher did): the account's API count grows by less than one per job.
+func TestFinishCostsNoAPIRequest(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	echo := natsjobs.Register(reg, "echo", func(_ context.Context, n int) (int, error) { return n, nil })
+	newWorker(t, ts.connect(t), reg, ns)
+	c := newClient(t, js, ns)
+	ctx := wctx(t, 20*time.Second)
+	_, err := echo.Submit(ctx, c, "warm", 0).Wait(ctx) // streams, buckets and consumers made
+	require.NoError(t, err)
+	before, err := js.AccountInfo(ctx)
+	require.NoError(t, err)
+	const n = 40
+	for i := range n {
+		_, err := echo.Submit(ctx, c, fmt.Sprint("j", i), i).Wait(ctx)
+		require.NoError(t, err)
+	}
+	after, err := js.AccountInfo(ctx)
+	require.NoError(t, err)
+	perJob := float64(after.API.Total-before.API.Total-1) / n // -1: the AccountInfo request
+	t.Logf("JetStream API requests per job: %.2f", perJob)
+	require.Less(t, perJob, 1.0)
+}

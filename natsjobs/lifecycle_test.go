@@ -229,3 +229,69 @@ func TestBadInput(t *testing.T) {
 	require.Error(t, err)
 	require.False(t, errors.Is(err, natsjobs.ErrDuplicateJob))
 }
+
+// TestShutdownHandsBackUnbegun: a job the local pool has taken but not yet
+// begun when Shutdown starts handing back is handed back too, not run
+// after Shutdown's deadline: another worker finishes it.
+func TestShutdownHandsBackUnbegun(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ctx := wctx(t, 20*time.Second)
+	reg1 := natsjobs.NewRegistry()
+	started := make(chan struct{})
+	handedBack := make(chan struct{}) // closed when Shutdown cancels the long job
+	natsjobs.Register(reg1, "long", func(ctx context.Context, n int) (int, error) {
+		close(started)
+		<-ctx.Done()
+		close(handedBack)
+		return -1, ctx.Err()
+	})
+	var ranHere atomic.Int32
+	natsjobs.Register(reg1, "quick", func(_ context.Context, n int) (int, error) {
+		ranHere.Add(1)
+		return n, nil
+	})
+	entered := make(chan struct{})
+	hold := natsjobs.WithBeforeBegin(func(id string) {
+		if id != "q1" {
+			return
+		}
+		close(entered)
+		// Taken by the pool, not begun: until Shutdown is handing back.
+		select {
+		case <-handedBack:
+		case <-ctx.Done():
+		}
+	})
+	w1 := newWorker(t, ts.connect(t), reg1, ns, hold, natsjobs.WithConcurrency(2), natsjobs.WithAckWait(time.Minute))
+	c := newClient(t, ts.connect(t), ns)
+	long := natsjobs.Declare[int, int]("long").Submit(ctx, c, "l1", 1)
+	select {
+	case <-started:
+	case <-ctx.Done():
+		t.Fatal("watchdog: long job did not start")
+	}
+	quick := natsjobs.Declare[int, int]("quick").Submit(ctx, c, "q1", 2)
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("watchdog: quick job was not taken")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, w1.Shutdown(sctx), context.DeadlineExceeded)
+	require.Zero(t, ranHere.Load(), "a job not begun when Shutdown handed back ran on the shut-down worker")
+
+	reg2 := natsjobs.NewRegistry()
+	natsjobs.Register(reg2, "long", func(_ context.Context, n int) (int, error) { return n * 10, nil })
+	natsjobs.Register(reg2, "quick", func(_ context.Context, n int) (int, error) { return n * 10, nil })
+	w2 := newWorker(t, ts.connect(t), reg2, ns)
+	for _, f := range []*qpool.Future[int]{long, quick} {
+		v, err := f.Wait(ctx)
+		require.NoError(t, err, f.ID())
+		rec, err := c.Result(ctx, f.ID())
+		require.NoError(t, err)
+		require.Equal(t, w2.Name(), rec.Worker, f.ID())
+		require.Positive(t, v)
+	}
+}

@@ -24,7 +24,8 @@ const (
 	// yet finished ([WithMaxAckPending]).
 	DefaultMaxAckPending = 1000
 	// DefaultMaxDeliveries is how often a job's message may be delivered
-	// without an outcome ([WithMaxDeliveries]).
+	// without an outcome ([WithMaxDeliveries]); it counts put-backs that
+	// ran nothing as well as crashes.
 	DefaultMaxDeliveries = 20
 	// DefaultUnhandledDelay is how long a job whose name the receiving
 	// worker does not know waits before it is offered again.
@@ -37,14 +38,16 @@ type Option func(*config)
 
 type config struct {
 	common
-	queue          string
-	concurrency    int
-	ackWait        time.Duration
-	maxAckPending  int
-	maxDeliveries  int
-	unhandledDelay time.Duration
-	name           string
-	logger         *slog.Logger
+	queue            string
+	concurrency      int
+	ackWait          time.Duration
+	maxAckPending    int
+	maxDeliveries    int
+	unhandledDelay   time.Duration
+	name             string
+	logger           *slog.Logger
+	beforeBegin      func(id string) // tests only (export_test.go): called before a run registers
+	openEntanglement EntanglementOpener
 }
 
 func newConfig(opts []Option) config {
@@ -125,9 +128,17 @@ func WithMaxAckPending(n int) Option { return func(c *config) { c.maxAckPending 
 
 // WithMaxDeliveries sets how often one message of a job may be delivered
 // without an outcome before the job fails with [ErrTooManyDeliveries]
-// (default [DefaultMaxDeliveries]). A delivery ends without an outcome
-// when the worker dies or shuts down while it runs the job; retries and
-// waits for an unknown handler use new messages and do not count.
+// (default [DefaultMaxDeliveries]); the guard is for a job that kills its
+// worker each time it runs. The count is the server's, and every delivery
+// of the message counts, whatever ended the one before: the worker died,
+// lost the server or shut down while it ran the job, but also a worker
+// put the message back without running it (it came before its time, which
+// happens about once per attempt with a backoff or SubmitAt; or the
+// outcome could not be looked up or written while the server was
+// unreachable; or Shutdown handed it back before it began). Each retry is
+// a new message, whose count starts again, and waits for an unknown
+// handler do not count. Leave room for those put-backs: a value below
+// about 5 can fail jobs that never crashed a worker.
 func WithMaxDeliveries(n int) Option { return func(c *config) { c.maxDeliveries = max(n, 1) } }
 
 // WithWorkerName names a worker in the records of the jobs it finished

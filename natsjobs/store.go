@@ -378,9 +378,26 @@ func dependencyFailure(id string, dep *resultRecord) *resultRecord {
 	return &resultRecord{ID: id, Error: e}
 }
 
+// dependents lists the jobs linked to id as their dependency.
+//
+// A listing is costly (the server creates and deletes a consumer for it),
+// and most jobs have no dependents: so a linker first writes the marker
+// key enc(id) (no dot) and then its link, and this looks for the marker
+// with a plain get before it lists. Invariant (the marker hides no link
+// that matters): a finisher writes the outcome, then gets the marker. If
+// the marker is missing, every linker wrote it, so also its link, after
+// that get, and so after the outcome: its own read of the outcome, which
+// follows its link, finds it and it starts (or fails) the job itself. If
+// the marker is there the listing runs, as without the marker. Only
+// Client.link writes markers and links; the retention removes them.
 func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 	ctx, cancel := opCtx(ctx)
 	defer cancel()
+	if _, err := s.deps.Get(ctx, key(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
 	l, err := s.deps.ListKeysFiltered(ctx, key(id)+".*")
 	if err != nil {
 		return nil, err

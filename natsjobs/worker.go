@@ -54,10 +54,13 @@ type Worker struct {
 	inflight  sync.WaitGroup // handle calls under way
 	shutOnce  sync.Once
 
-	mu       sync.Mutex
-	shutting bool                 // guarded by mu: no new job starts
-	running  map[*run]struct{}    // guarded by mu
-	canceled map[string]time.Time // guarded by mu: cancel markers seen lately
+	mu          sync.Mutex
+	handingBack bool                       // guarded by mu: set by handBack; no run begins after it (see begin)
+	running     map[*run]struct{}          // guarded by mu
+	finishing   map[jetstream.Msg]struct{} // guarded by mu: messages whose outcome is being recorded and released (see keepAlive)
+	ents        map[string]*entangled      // guarded by mu: the handlers' entanglements (entangle.go)
+	entsClosed  bool                       // guarded by mu: Shutdown closed them
+	canceled    map[string]time.Time       // guarded by mu: cancel markers seen lately
 
 	stats workerStats
 }
@@ -89,8 +92,17 @@ type WorkerStats struct {
 	// Unhandled counts deliveries of jobs whose name the registry did not
 	// know, put back for another worker.
 	Unhandled int64
-	// Redelivered counts deliveries that were not a message's first (its
-	// worker died or shut down while it ran): the job may run again.
+	// Redelivered counts deliveries that were not a message's first (the
+	// server's count, which does not say why). Some follow a delivery that
+	// ran the job and ended without an acknowledgement: its worker died,
+	// lost the server for longer than AckWait, or shut down while it ran
+	// (the job may run again). Others follow a delivery that a worker put
+	// back on purpose without running the job: an attempt that came before
+	// its time (a scheduled message fires up to a second early, a short
+	// backoff is published at once), an outcome lookup or write that failed
+	// (the server was unreachable), a job handed back by Shutdown before it
+	// began. So Redelivered is an upper bound on the jobs run again, not a
+	// count of them.
 	Redelivered int64
 }
 
@@ -143,7 +155,8 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		slots:     make(chan struct{}, cfg.concurrency),
 		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
 		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
-		running: map[*run]struct{}{}, canceled: map[string]time.Time{},
+		running: map[*run]struct{}{}, canceled: map[string]time.Time{}, finishing: map[jetstream.Msg]struct{}{},
+		ents: map[string]*entangled{},
 	}
 	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
 		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
@@ -207,26 +220,17 @@ func (w *Worker) freeSlots(n int) {
 	}
 }
 
-// dispatch runs m on the pool; a message that arrives once Shutdown began
-// goes back at once.
+// dispatch runs m on the pool. Only the fetch loop calls it, and Shutdown
+// waits for the loop to end before it waits for the jobs: a job dispatched
+// late is handed back by begin if Shutdown is handing back by then.
 func (w *Worker) dispatch(m jetstream.Msg) {
-	w.mu.Lock()
-	shutting := w.shutting
-	if !shutting {
-		w.inflight.Add(1)
-	}
-	w.mu.Unlock()
-	if shutting {
-		_ = m.Nak()
-		<-w.slots
-		return
-	}
+	w.inflight.Add(1)
 	err := w.pool.Go(func() {
 		defer func() { <-w.slots }()
 		defer w.inflight.Done()
 		w.handle(m)
 	})
-	if err != nil { // cannot happen while not shutting: the pool closes after the loop ends
+	if err != nil { // cannot happen: the pool closes after the fetch loop ends
 		_ = m.Nak()
 		w.inflight.Done()
 		<-w.slots
@@ -246,16 +250,40 @@ func (w *Worker) heartbeats() {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		msgs := make([]jetstream.Msg, 0, len(w.running))
+		msgs := make([]jetstream.Msg, 0, len(w.running)+len(w.finishing))
 		for r := range w.running {
 			if !r.handedBack {
 				msgs = append(msgs, r.msg)
 			}
 		}
+		for m := range w.finishing {
+			msgs = append(msgs, m)
+		}
 		w.mu.Unlock()
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
+	}
+}
+
+// keepAlive has the heartbeats cover m until the returned function is
+// called. A run leaves the running set when its function returns, but
+// its message stays unacknowledged while the outcome is recorded and the
+// dependents released, which for a long failed chain takes much longer
+// than AckWait: without heartbeats the server would give the message to
+// another worker, which would walk the chain again, and again after each
+// AckWait (TestLongReleaseKeepsItsMessage). Invariant: every message this
+// worker holds unacknowledged is in running (not handed back) or in
+// finishing, except for the moments between the two and around the
+// short operations before a run begins.
+func (w *Worker) keepAlive(m jetstream.Msg) (done func()) {
+	w.mu.Lock()
+	w.finishing[m] = struct{}{}
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		delete(w.finishing, m)
+		w.mu.Unlock()
 	}
 }
 
@@ -293,22 +321,32 @@ func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
 	}
 }
 
-// begin registers a run of job id, unless a cancel marker for it came.
+// begin registers a run of job id, unless a cancel marker for it came
+// (then it returns nil, false) or Shutdown is handing back (nil, true).
 //
 // Invariant (a cancelled running job learns of it): Client.Cancel records
 // the outcome, then writes the marker. The worker registers the run here,
 // then looks for an outcome. If it finds none, the outcome (and so the
 // marker) came after the registration, so the watcher finds the run; and
 // if the watcher handled the marker before, the canceled map has it.
-func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) *run {
+//
+// Invariant (no job begins once Shutdown hands back): handBack sets
+// handingBack and takes the runs registered, under mu; begin looks at the
+// flag and registers under mu. So a run registered first is handed back
+// by handBack, and one that comes later sees the flag and goes back
+// itself; none runs past Shutdown's deadline. Only handBack sets the flag.
+func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) (r *run, handBack bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.canceled[id]; ok {
-		return nil
+	if w.handingBack {
+		return nil, true
 	}
-	r := &run{id: id, msg: m, cancel: cancel}
+	if _, ok := w.canceled[id]; ok {
+		return nil, false
+	}
+	r = &run{id: id, msg: m, cancel: cancel}
 	w.running[r] = struct{}{}
-	return r
+	return r, false
 }
 
 // end unregisters r and reports whether it was handed back or cancelled:
@@ -345,9 +383,17 @@ func (w *Worker) handle(m jetstream.Msg) {
 	if err == nil && md.NumDelivered > 1 {
 		w.stats.redelivered.Add(1)
 	}
-	runCtx, cancel := context.WithCancelCause(context.Background())
+	// The handler's context carries the worker, for Entanglement.
+	runCtx, cancel := context.WithCancelCause(context.WithValue(context.Background(), workerCtxKey{}, w))
 	defer cancel(nil)
-	r := w.begin(j.ID, m, cancel)
+	if w.cfg.beforeBegin != nil {
+		w.cfg.beforeBegin(j.ID)
+	}
+	r, handBack := w.begin(j.ID, m, cancel)
+	if handBack {
+		_ = m.Nak() // for immediate redelivery to another worker
+		return
+	}
 	if r == nil {
 		w.stats.dropped.Add(1)
 		_ = m.Ack() // cancelled: the canceller recorded the outcome
@@ -363,6 +409,7 @@ func (w *Worker) handle(m jetstream.Msg) {
 		// redelivery after the recorder died before it acknowledged. The
 		// recorder may not have released the dependents: do it again.
 		w.stats.dropped.Add(1)
+		defer w.keepAlive(m)()
 		w.ackAfter(m, w.s.release(ctx, prev))
 		return
 	}
@@ -471,6 +518,7 @@ func call(ctx context.Context, h *handler, codec qpool.Codec, payload []byte) (o
 // job's dependents and acknowledges m; if the server could not be reached
 // m comes back later and the next delivery tries again.
 func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
+	defer w.keepAlive(m)()
 	r.Worker = w.cfg.name
 	created, err := w.s.record(ctx, r)
 	if err == nil {
@@ -483,8 +531,11 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
 		} else {
 			w.stats.dropped.Add(1) // another execution recorded first
 		}
-		var cur *resultRecord
-		if cur, err = w.s.getResult(ctx, r.ID); err == nil {
+		cur := r // what this call created, or else the outcome recorded first
+		if !created {
+			cur, err = w.s.getResult(ctx, r.ID)
+		}
+		if err == nil {
 			err = w.s.release(ctx, cur)
 		}
 	}
@@ -523,11 +574,13 @@ func (w *Worker) unhandled(ctx context.Context, m jetstream.Msg, j *jobRecord, a
 // Shutdown stops taking jobs and lets the running ones finish until ctx
 // ends. Then it hands the rest back: their contexts are cancelled, their
 // messages are negatively acknowledged for immediate redelivery to another
-// worker, and whatever their functions return is discarded. It waits for
-// those functions to return (a function that ignores its context keeps it
-// waiting), stops the worker's goroutines and returns ctx's error if ctx
-// ended first. Nothing is lost: every job not finished here is delivered
-// again. Shutdown is idempotent.
+// worker, and whatever their functions return is discarded; a job the
+// worker had taken but not yet begun then goes back without being run.
+// It waits for those functions to return (a function that ignores its
+// context keeps it waiting), closes the entanglements its handlers opened
+// ([WithEntanglements]), stops the worker's goroutines and returns ctx's
+// error if ctx ended first. Nothing is lost: every job not finished here
+// is delivered again. Shutdown is idempotent.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	if w == nil {
 		return nil
@@ -536,9 +589,6 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 	w.shutOnce.Do(func() {
 		close(w.stopFetch)
 		<-w.fetchDone
-		w.mu.Lock()
-		w.shutting = true
-		w.mu.Unlock()
 		idle := make(chan struct{})
 		// Owner: Shutdown. Ends when the last handle call returns, which
 		// the hand-back below makes prompt; waited below.
@@ -552,15 +602,18 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		}
 		close(w.stopHB)
 		<-w.hbDone
+		w.closeEntanglements()
 		w.cf.Close()
 		_ = w.pool.Close()
 	})
 	return err
 }
 
-// handBack gives the running jobs back to the server.
+// handBack gives the running jobs back to the server, and makes the jobs
+// the pool has taken but not begun go back as they begin (see begin).
 func (w *Worker) handBack() {
 	w.mu.Lock()
+	w.handingBack = true
 	var back []*run
 	for r := range w.running {
 		if !r.canceled {
