@@ -42,6 +42,13 @@ results/raw/report -results results/raw/results.jsonl -meta results/raw/meta.jso
 	-doc ../docs/performance.md -svg ../docs/performance.svg
 echo "wrote docs/performance.md and docs/performance.svg"
 
+# Issue 16: the cost per job of an observer and of the otel module, as
+# ratios to a pool with no observer in the same run (the otel module's
+# benchmark; the bench module itself does not depend on OpenTelemetry).
+# The observed Go and Schedule rows are in docs/performance.md above.
+echo "== otel: cost per job against no observer (otel/bench_test.go)"
+(cd ../otel && go test -run '^$' -bench BenchmarkObserverCost -benchtime 200000x -count 3 .)
+
 # Issue 15's job queues side by side (natsjobs, raw JetStream, river on
 # PostgreSQL, asynq on Redis): bench/jobs/run.sh, or here with
 # QPOOL_BENCH_JOBS=1 (it takes a few minutes and starts the two servers).
