@@ -2,9 +2,7 @@ package qpool
 
 import (
 	"hash/maphash"
-	"math/bits"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -24,12 +22,11 @@ const (
 //     value and all, for the TTL: [Pool.Result] finds it, and so do jobs
 //     that depend on it.
 //   - Without one but with a dependency window ([WithDependencyWindow], the
-//     default), a finished job is unregistered and only its outcome (ID and
-//     error) kept for the window, in its shard's outcome ring: by its
-//     worker, or, when that worker has more work queued, by whoever next
-//     takes the shard's lock (see finishedBy). The job, and the value it
-//     returned, then belong to its future alone: a dropped future frees its
-//     result at the next collection.
+//     default), the worker that finishes a job unregisters it and keeps
+//     only its outcome (ID and error) for the window, in its shard's
+//     outcome ring. The job, and the value it returned, belong to its
+//     future alone from then on: a dropped future frees its result at the
+//     next collection.
 //   - With neither, a finished job is not removed when it ends: its entry
 //     stays, ignored, until a sweep: by the submission that finds its
 //     shard's table full (see add), by the idle reaper, and by the last
@@ -55,14 +52,6 @@ type idShard struct {
 	retained []retainedJob // finished jobs kept for the result TTL, oldest first
 	outcomes outcomeRing   // finished jobs' outcomes, for the dependency window
 	_        [64]byte      // keep neighbouring shards' locks off one cache line
-
-	// fin is a stack of finished jobs whose move from jobs to outcomes is
-	// owed, linked through job.finNext: see the deferred-finish protocol
-	// at finishedBy. Pushed by workers without the lock, taken whole under
-	// it; on a line of its own, so that a push does not take the line of
-	// the lock and the table from the submitter.
-	fin atomic.Pointer[job]
-	_   [56]byte
 }
 
 // retainedJob is a finished job kept for the result TTL.
@@ -105,7 +94,6 @@ func (r *idRegistry) lookup(id string) (*job, outcome, bool) {
 	s, h := r.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.drain(r)
 	s.expire(r)
 	j := s.jobs.find(h, id)
 	if j != nil && r.lazy() && j.isDone() {
@@ -131,7 +119,6 @@ func (r *idRegistry) add(j *job) bool {
 	s, h := r.shard(j.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.drain(r)
 	s.expire(r)
 	if r.lazy() && s.jobs.full() {
 		s.jobs.tidy((*job).isDone)
@@ -146,51 +133,7 @@ func (r *idRegistry) add(j *job) bool {
 // since it was resolved, and then expire leaves the replacement alone.
 // Keeping outcomes, it records one only for the job it unregisters: a job
 // that replaced this one under its ID is newer and will record its own.
-func (r *idRegistry) finished(j *job) { r.finishedBy(j, nil) }
-
-// finishedBy is finished for a job that the worker owning b ran, or, with
-// a nil b, for any job. With a dependency window and no TTL, a worker that
-// has more work queued (b.deferring) pushes the job on its shard's fin
-// stack instead of moving it to the outcomes itself: the submitter, which
-// takes the shard's lock for its next job there anyway, moves it, so the
-// worker's next job does not wait for the lock, the table and the ring, all
-// last written on the submitter's core. A worker with nothing queued moves
-// the job itself, having moved what it deferred before it resolved the job.
-//
-// The deferred-finish protocol. Invariant: under a shard's lock, once
-// drain has run, the table and the outcome ring are exactly what they would
-// be had every pushed job been moved (unregistered, its outcome recorded)
-// at its push; and the registry lets a pushed job go within a bound. It
-// rests on:
-//   - every reader or writer of jobs or outcomes (add, lookup, dropFinished)
-//     drains the stack first, under the lock, so a pushed job is moved
-//     before anyone under the lock looks. unresolved, which skips finished
-//     jobs, and clear, which drops everything, need not;
-//   - a push happens before the job's waiters are woken (release runs
-//     before wake in settle), so a woken waiter finds the job moved:
-//     Pool.Result no longer finds it, a dependency on it finds its outcome.
-//     One that saw the job done without waiting may look a moment before
-//     the push, as it could before the move was deferred: it then finds the
-//     job itself, resolved, which a dependency counts as its outcome;
-//   - only the job's worker pushes it, once; and at most one job per ID is
-//     on a stack, since add drains before it registers another under the
-//     same ID;
-//   - drain takes the whole stack with one Swap, so a push (a CAS on the
-//     head) needs no lock and nothing is popped singly (no ABA);
-//   - the worker notes in b the shards it pushed to, and flushes them (each
-//     drained under its lock): before it resolves a job it ends with
-//     nothing queued (resolveRan), when it finds the queue empty, when it
-//     exits, and after maxDeferred pushes. So beyond their futures the registry holds at
-//     most maxDeferred finished jobs per worker, and only while that worker
-//     keeps finding work queued: none, once the workers have found the
-//     queue empty.
-//
-// Who may break it: code that reads or changes jobs or outcomes under the
-// lock without drain; a push after the wake; a worker that waits for work
-// or exits with shards noted in b; a drain that leaves finNext set (a
-// drained job still held by its future would keep the rest of its batch
-// alive).
-func (r *idRegistry) finishedBy(j *job, b *finBatch) {
+func (r *idRegistry) finished(j *job) {
 	switch {
 	case r.ttl > 0:
 		s, _ := r.shard(j.id)
@@ -199,74 +142,11 @@ func (r *idRegistry) finishedBy(j *job, b *finBatch) {
 		s.mu.Unlock()
 	case r.window > 0:
 		s, h := r.shard(j.id)
-		if b != nil && b.deferring {
-			for {
-				top := s.fin.Load()
-				j.finNext = top
-				if s.fin.CompareAndSwap(top, j) {
-					break
-				}
-			}
-			b.shards |= 1 << (h >> (64 - idShardBits))
-			if b.n++; b.n >= maxDeferred {
-				r.flush(b)
-			}
-			return
-		}
 		s.mu.Lock()
-		s.drain(r)
 		if s.jobs.remove(h, j) {
 			s.outcomes.put(h, outcomeOf(j, r.now()+r.window))
 		}
 		s.mu.Unlock()
-	}
-}
-
-// maxDeferred is how many finished jobs a worker pushes on the shards'
-// stacks before it drains them itself: it bounds what the registry holds
-// beyond the jobs' futures while the worker keeps finding work queued and
-// no submission comes to drain them.
-const maxDeferred = 256
-
-// finBatch is a worker's note of the shards it pushed finished jobs to
-// since it last flushed (see finishedBy). It is the worker's own.
-type finBatch struct {
-	shards    uint32 // a bit per shard
-	n         int    // jobs pushed
-	deferring bool   // set per job: more work was queued when it ended
-}
-
-// flush drains the stacks of the shards noted in b. A stack found empty is
-// left alone: whoever took it drains it under the lock.
-func (r *idRegistry) flush(b *finBatch) {
-	for m := b.shards; m != 0; m &= m - 1 {
-		s := &r.shards[bits.TrailingZeros32(m)]
-		if s.fin.Load() == nil {
-			continue
-		}
-		s.mu.Lock()
-		s.drain(r)
-		s.mu.Unlock()
-	}
-	*b = finBatch{}
-}
-
-// drain moves the jobs pushed on s's stack from the table to the outcomes
-// (see finishedBy). s.mu must be held.
-func (s *idShard) drain(r *idRegistry) {
-	if s.fin.Load() == nil {
-		return
-	}
-	j := s.fin.Swap(nil)
-	expires := r.now() + r.window
-	for j != nil {
-		next := j.finNext
-		j.finNext = nil
-		h := maphash.String(r.seed, j.id)
-		if s.jobs.remove(h, j) {
-			s.outcomes.put(h, outcomeOf(j, expires))
-		}
-		j = next
 	}
 }
 
@@ -316,7 +196,6 @@ func (r *idRegistry) dropFinished() (retaining bool) {
 				s.jobs.fit()
 			}
 		} else {
-			s.drain(r)
 			s.expire(r)
 			s.outcomes.expire(r.now())
 			s.jobs.fit()
@@ -349,7 +228,6 @@ func (r *idRegistry) clear() {
 		s := &r.shards[i]
 		s.mu.Lock()
 		s.jobs.reset()
-		s.drain(r) // nothing is pushed after the workers have ended: unlinks
 		s.retained = nil
 		s.outcomes = outcomeRing{}
 		s.mu.Unlock()

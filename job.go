@@ -70,8 +70,6 @@ type job struct {
 	done     chan struct{}  // made by the first Done or ctx-aware Wait; see doneChan
 
 	extra atomic.Pointer[jobExtra] // made by the first dependency link or context build
-
-	finNext *job // the next job on its registry shard's fin stack: see idRegistry.finishedBy
 }
 
 // jobExtra is the part of a job that most jobs never need: dependency links

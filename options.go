@@ -14,10 +14,7 @@ const (
 	DefaultQueueSize = 4096
 	// DefaultResultTTL is how long a finished job's future stays reachable by
 	// ID through [Pool.Result]: not at all unless asked for with
-	// [WithResultTTL]. A dropped future then frees its job's value, once the
-	// pool has let go of the job: before its future resolves or, when its
-	// worker had more work queued, within that worker's next 256 such jobs
-	// and at the latest when it finds the queue empty (docs/pool.md).
+	// [WithResultTTL]. A dropped future then frees its job's value.
 	DefaultResultTTL = 0
 	// DefaultDependencyWindow is how long the outcome of a finished job is
 	// remembered for jobs that name it in [WithDependencies].

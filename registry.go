@@ -212,31 +212,17 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 	if !j.tryResolve(err, allowed...) {
 		return false
 	}
-	if failed := p.settle(j, err, panicked, nil); failed != nil {
+	if failed := p.settle(j, err, panicked); failed != nil {
 		p.failDependents(j, failed)
 	}
 	return true
-}
-
-// resolveRan is resolve for the job the worker owning b ran: the registry
-// may defer its part while more work is queued (see idRegistry.finishedBy).
-func (p *Pool) resolveRan(j *job, err error, panicked bool, b *finBatch) {
-	if b.deferring = p.queue.len() > 0; !b.deferring && b.n > 0 {
-		p.ids.flush(b) // before anyone can see j resolved
-	}
-	if !j.tryResolve(err) {
-		return
-	}
-	if failed := p.settle(j, err, panicked, b); failed != nil {
-		p.failDependents(j, failed)
-	}
 }
 
 // settle does what follows the resolution of j with err: it counts the
 // outcome, frees or retains the ID, queues the dependents that may now run
 // and wakes j's waiters. It returns the dependents that must fail, for the
 // caller to fail after j's waiters were woken.
-func (p *Pool) settle(j *job, err error, panicked bool, b *finBatch) (failed []*job) {
+func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	j.asContext().release()
 	switch {
 	case err == nil:
@@ -247,7 +233,7 @@ func (p *Pool) settle(j *job, err error, panicked bool, b *finBatch) (failed []*
 	default:
 		p.stats.failed.Add(1)
 	}
-	ready, failed := p.release(j, err, b)
+	ready, failed := p.release(j, err)
 	for _, d := range ready {
 		p.handOff(d)
 	}
@@ -290,17 +276,16 @@ func (p *Pool) failDependents(j *job, failed []*job) {
 		if !d.tryResolve(err) {
 			continue
 		}
-		if more := p.settle(d, err, false, nil); more != nil {
+		if more := p.settle(d, err, false); more != nil {
 			stack = append(stack, level{d, more}) // top is stale from here
 		}
 	}
 }
 
-// release tells the registry that j has finished (see idRegistry.finishedBy,
-// for b) and returns its dependents that may now run, and those that must
-// fail.
-func (p *Pool) release(j *job, err error, b *finBatch) (ready, failed []*job) {
-	p.ids.finishedBy(j, b)
+// release tells the registry that j has finished (see idRegistry.finished)
+// and returns its dependents that may now run, and those that must fail.
+func (p *Pool) release(j *job, err error) (ready, failed []*job) {
+	p.ids.finished(j)
 	if len(j.cfg.deps) == 0 && !j.has(flagHasDependents) {
 		return nil, nil // the common case: no dependency bookkeeping
 	}

@@ -256,8 +256,6 @@ type workerState struct {
 	idle      bool // counted in pool.idle already, by free
 	uncounted bool // no longer counted in pool.workers: it must exit
 	leaving   bool // took an exit token and stopped counting itself in receive
-
-	fin finBatch // finished jobs whose registry part is deferred: see idRegistry.finishedBy
 }
 
 // How a worker makes itself available again once its task has ended (see
@@ -373,9 +371,6 @@ func (w *workerState) receive() (task, bool) {
 			return t, true
 		}
 	}
-	if w.fin.n > 0 {
-		p.ids.flush(&w.fin) // before waiting or exiting: see idRegistry.finishedBy
-	}
 	if p.overLimit() && w.retire() {
 		if counted {
 			p.idle.Add(-1)
@@ -466,9 +461,6 @@ func (w *workerState) retire() bool {
 // runtime.Goexit in a job resolves that job and starts a replacement.
 func (w *workerState) exit() {
 	p := w.pool
-	if w.fin.n > 0 {
-		p.ids.flush(&w.fin) // a Goexit: see idRegistry.finishedBy
-	}
 	if !w.normal {
 		if j := w.current; j != nil {
 			p.running.Add(-1)
@@ -524,7 +516,7 @@ func (w *workerState) run(t task) {
 	if p.freeMode != freeLate {
 		w.free()
 	}
-	p.resolveRan(j, err, panicked, &w.fin)
+	p.resolve(j, err, panicked)
 }
 
 // runFunc runs a function from Go, recovering and logging a panic. A
