@@ -90,6 +90,12 @@ func (p *Pool) Schedule(id string, fn func() (any, error), opts ...JobOption) *F
 // start fills in a new job, which r embeds, and submits it: the one path
 // that Submit's and Schedule's call types share.
 func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) {
+	p.startWith(j, r, id, nilFn, nil, opts)
+}
+
+// startWith is start with opts applied to base (a group's job
+// configuration) rather than to the pool's defaults, when base is not nil.
+func (p *Pool) startWith(j *job, r runner, id string, nilFn bool, base *jobConfig, opts []JobOption) {
 	j.id, j.r = id, r
 	j.resolved.Add(1)
 	if !p.valid() {
@@ -98,7 +104,10 @@ func (p *Pool) start(j *job, r runner, id string, nilFn bool, opts []JobOption) 
 		j.wake()
 		return
 	}
-	j.cfg = p.jobConfig(opts)
+	if base == nil {
+		base = &p.jobDefaults
+	}
+	j.cfg = base.with(opts)
 	p.submit(j, nilFn)
 }
 
@@ -157,7 +166,10 @@ func (f *Future[T]) Wait(ctx context.Context) (T, error) {
 		}
 	}
 	err := f.j.result()
-	if c, ok := f.j.r.(*call[T]); ok {
+	switch c := f.j.r.(type) {
+	case *call[T]:
+		return c.value, err
+	case *gcall[T]:
 		return c.value, err
 	}
 	v, _ := f.j.r.anyValue().(T) // Schedule's call, or a Pool.Result view

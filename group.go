@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // ErrGroupClosed is returned for a job given to a [Group] after its Wait
@@ -111,16 +110,17 @@ type GroupResult[T any] struct {
 // when the parent context ends (waited for by Wait). All methods are safe
 // for concurrent use.
 //
-// A group's job costs more than a job given to [Submit]: two allocations
-// instead of one, and about 1.9 times the CPU time for a job that does
-// nothing (docs/pool.md has the measurements).
+// A group's job costs more than a job given to [Submit]: one allocation,
+// as Submit's, but a larger one, and about 1.3 to 1.45 times the CPU time
+// for a job that does nothing (docs/pool.md has the measurements).
 type Group[T any] struct {
 	// Read by every job; written once, or rarely.
 	pool      *Pool
 	cfg       groupConfig
 	ctx       context.Context
 	cancel    context.CancelCauseFunc
-	prefix    string // of generated IDs: "g<n>#"
+	prefix    string    // of generated IDs: "g<n>#"
+	jobCfg    jobConfig // the pool's job defaults, with the group's context and hook
 	stopWatch func() bool
 	// stopping is set when the group's context is cancelled by a failure
 	// or by the parent: see stop for the protocol with submitters.
@@ -173,30 +173,21 @@ func (g *Group[T]) pending() int64 {
 }
 
 // gcall is a group's job: the pool's call, so that the future and
-// Pool.Result see an ordinary job, with the group's bookkeeping and the
-// job's extra part in the same allocation (256 bytes for a small T).
+// Pool.Result see an ordinary job, with the group's bookkeeping in the same
+// allocation (144 bytes for a small T). The job's runner is the gcall
+// itself (its methods are call[T]'s), which is how the group finds it when
+// the pool tells it of a resolution (Group.resolved).
 type gcall[T any] struct {
 	call[T]
-	x     jobExtra
-	g     *Group[T]
 	index int32         // place in submission order (a group holds fewer than 2^31 jobs)
 	flags atomic.Uint32 // the gcall flags below
 	next  *gcall[T]     // in g.doneList
-
-	// The job's context, built on demand from the group's (see
-	// groupJobContext); guarded by x.mu, as is x.ctx.cause, which holds a
-	// cancellation that came before inner was built (the pool leaves it
-	// alone: it only writes it while lazyContext.cancel is nil).
-	inner     context.Context
-	cancelCtx context.CancelCauseFunc
 }
 
 // gcall flags, set with Or and read with Load.
 const (
 	gStarted   uint32 = 1 << iota // handed to the pool: stop may resolve it
 	gCompleted                    // counted by complete, exactly once
-	gCanceled                     // the job's context was cancelled (see hook)
-	gBuilt                        // inner was built (see groupJobContext.built)
 	gByGroup                      // stop is failing it: its completion stops nothing
 )
 
@@ -216,6 +207,10 @@ func NewGroup[T any](ctx context.Context, p *Pool, opts ...GroupOption) *Group[T
 		}
 	}
 	g.ctx, g.cancel = context.WithCancelCause(ctx)
+	if p.valid() {
+		g.jobCfg = p.jobDefaults
+		g.jobCfg.group, g.jobCfg.onResolve = g.ctx, g
+	}
 	g.idle.L, g.ready.L = &g.mu, &g.mu
 	g.prefix = "g" + strconv.FormatUint(groupSeq.Add(1), 10) + "#"
 	if ctx.Done() != nil {
@@ -261,15 +256,12 @@ func (g *Group[T]) valid() bool { return g != nil && g.ctx != nil }
 
 // submit records a job in the group and hands it to the pool.
 func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T, error), opts []JobOption) *Future[T] {
-	c := &gcall[T]{g: g}
+	c := &gcall[T]{}
 	c.fn = fn
 	c.fut.j = &c.job
 	if !g.valid() {
 		c.resolveHere(id, nil, errNilGroup)
 		return &c.fut
-	}
-	if g.pool.valid() && g.pool.obs != nil {
-		observeGroupJob(&c.job, &c.x, g.ctx) // the group's context is the job's parent
 	}
 	g.mu.Lock()
 	i := g.next
@@ -295,8 +287,7 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 	case g.ctx.Err() != nil: // stopping, or about to be (see stop)
 		c.resolveHere(id, g.pool, jobError(id, context.Cause(g.ctx)))
 	default:
-		c.install()
-		g.pool.start(&c.job, &c.call, id, fn == nil, opts)
+		g.pool.startWith(&c.job, c, id, fn == nil, &g.jobCfg, opts)
 		c.flags.Or(gStarted)
 		if !c.isDone() {
 			if g.stopping.Load() { // stop may not have seen it started
@@ -304,8 +295,8 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 			}
 			return &c.fut
 		}
-		// Refused by the pool (it resolved the job without the context
-		// hook: see reject), or already finished: complete counts once.
+		// Refused by the pool (it resolved the job without telling the
+		// group: see reject), or already finished: complete counts once.
 	}
 	g.complete(c)
 	return &c.fut
@@ -358,7 +349,7 @@ func isGeneratedID(id string) bool {
 // resolveHere resolves a job that never reaches the pool, as the pool's
 // reject does, so that its future works like any other.
 func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
-	c.id, c.r = id, &c.call
+	c.id, c.r = id, c
 	c.cfg = &noPool
 	if p != nil {
 		c.cfg = &p.jobDefaults
@@ -371,101 +362,16 @@ func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
 	}
 }
 
-// install gives the job the context the group's jobs get, before the pool
-// sees the job. It uses the pool's own seam for a job's context: a job whose
-// extra part holds a built context (flagCtxBuilt, lazyContext.inner) hands
-// that context to its function, and the pool calls lazyContext.cancel when
-// the job's context must end: when the running job is cancelled
-// (cancelWith: Future.Cancel, Shutdown) and when the job is resolved, on
-// every path that resolves an accepted job (resolve calls release right
-// after tryResolve). The group's cancel function, hook, is thus told of
-// each resolution, on the resolving goroutine, before the job's waiters
-// are woken and outside every lock of the pool. A job the pool refuses
-// (reject) is resolved without it, inside Submit: submit looks for that.
-func (c *gcall[T]) install() {
-	c.x.ctx.inner = (*groupJobContext[T])(c)
-	c.x.ctx.cancel = c.hook
-	c.extra.Store(&c.x)
-	c.set(flagCtxBuilt)
-}
-
-// hook is the job's context's cancel function, as the pool calls it: it
-// ends the job's context with cause, and completes the job in the group if
-// the job has been resolved (the pool calls it again for the resolution of
-// a job whose running context it cancelled: complete counts once).
-//
-// The common call, the resolution of a job whose function never asked for
-// Done or a value, takes no lock: it sets gCanceled, and built, which sets
-// gBuilt before it looks at gCanceled, applies it. Either this call sees
-// gBuilt and cancels the built context, or built sees gCanceled.
-func (c *gcall[T]) hook(cause error) {
-	if old := c.flags.Or(gCanceled); old&gBuilt != 0 || cause != context.Canceled {
-		c.x.mu.Lock()
-		cancel := c.cancelCtx
-		if cancel == nil && c.x.ctx.cause == nil {
-			if old&gCanceled != 0 {
-				cause = context.Canceled // the lock-free call came first
-			}
-			c.x.ctx.cause = cause
-		}
-		c.x.mu.Unlock()
-		if cancel != nil {
-			cancel(cause)
-		}
+// resolved is the pool's resolution hook for the group's jobs (jobConfig's
+// onResolve): settle calls it once for every resolution of an accepted job,
+// on the resolving goroutine, after the job's context has ended and before
+// its waiters are woken, outside every lock of the pool. A job the pool
+// refuses (reject) is resolved without it, inside Submit: submit looks for
+// that.
+func (g *Group[T]) resolved(j *job) {
+	if c, ok := j.r.(*gcall[T]); ok {
+		g.complete(c)
 	}
-	if c.isDone() {
-		c.g.complete(c)
-	}
-}
-
-// groupJobContext is the context a group's job receives (through the
-// pool's jobContext): the group's context, ended also by the job's own
-// cancellations. As the pool's does, it builds a real context only when
-// the function asks for Done or a value; Err and Deadline build nothing.
-type groupJobContext[T any] gcall[T]
-
-var _ context.Context = (*groupJobContext[int])(nil)
-
-// built returns the real context, building it if needed.
-func (c *groupJobContext[T]) built() context.Context {
-	c.x.mu.Lock()
-	defer c.x.mu.Unlock()
-	if c.inner == nil {
-		c.inner, c.cancelCtx = context.WithCancelCause(c.g.ctx)
-		if c.flags.Or(gBuilt)&gCanceled != 0 {
-			cause := c.x.ctx.cause
-			if cause == nil {
-				cause = context.Canceled
-			}
-			c.cancelCtx(cause)
-		}
-	}
-	return c.inner
-}
-
-// Deadline implements [context.Context]: the group's deadline (a timeout
-// of the job's gives each attempt a child context with its own).
-func (c *groupJobContext[T]) Deadline() (time.Time, bool) { return c.g.ctx.Deadline() }
-
-// Done implements [context.Context].
-func (c *groupJobContext[T]) Done() <-chan struct{} { return c.built().Done() }
-
-// Err implements [context.Context], building nothing while neither the
-// job's context nor the group's has ended.
-func (c *groupJobContext[T]) Err() error {
-	if c.flags.Load()&gCanceled == 0 && c.g.ctx.Err() == nil {
-		return nil
-	}
-	return c.built().Err()
-}
-
-// Value implements [context.Context]: the group's values, then the job's
-// parent's ([WithParent]), then the pool's.
-func (c *groupJobContext[T]) Value(key any) any {
-	if v := c.built().Value(key); v != nil {
-		return v
-	}
-	return c.job.baseContext().Value(key)
 }
 
 // complete records that c has been resolved: it notes the first failure

@@ -47,7 +47,7 @@ func (c *jobContext) built() context.Context {
 	defer x.mu.Unlock()
 	l := &x.ctx
 	if l.inner == nil {
-		l.inner, l.cancel = context.WithCancelCause(j.baseContext())
+		l.inner, l.cancel = context.WithCancelCause(c.parent())
 		j.set(flagCtxBuilt)
 		switch {
 		case l.cause != nil:
@@ -62,9 +62,24 @@ func (c *jobContext) built() context.Context {
 	return l.inner
 }
 
-// Deadline implements [context.Context]. A job's own context has no
-// deadline: WithTimeout gives each attempt a child context that has one.
-func (c *jobContext) Deadline() (time.Time, bool) { return c.built().Deadline() }
+// parent is the context the job's context is built from: its group's, or
+// the pool's base context (the pool's values, never cancelled), carrying
+// before them the values of the job's [WithParent] context, if any.
+func (c *jobContext) parent() context.Context {
+	base := c.cfg.pool.baseCtx
+	if c.cfg.group != nil {
+		base = c.cfg.group
+	}
+	if p := c.cfg.parent; p != nil {
+		return parentContext{Context: base, parent: p, group: c.cfg.group != nil}
+	}
+	return base
+}
+
+// Deadline implements [context.Context]: the parent's deadline (none for
+// a job of no group), without building the context. WithTimeout gives
+// each attempt a child context with a deadline of its own.
+func (c *jobContext) Deadline() (time.Time, bool) { return c.parent().Deadline() }
 
 // Done implements [context.Context].
 func (c *jobContext) Done() <-chan struct{} { return c.built().Done() }
@@ -75,6 +90,8 @@ func (c *jobContext) Err() error {
 	switch {
 	case f&flagCtxBuilt != 0:
 		return c.built().Err()
+	case c.cfg.group != nil && c.cfg.group.Err() != nil:
+		return c.built().Err() // its group's context has ended
 	case f&flagCtxCanceled != 0, c.state.Load() >= stateResolving:
 		return context.Canceled
 	}
@@ -82,12 +99,17 @@ func (c *jobContext) Err() error {
 }
 
 // Value implements [context.Context]. The job's entanglement is found
-// without building the context.
+// without building the context. A group's job looks in the group's
+// context, then in the pool's.
 func (c *jobContext) Value(key any) any {
 	if _, ok := key.(entanglementKey); ok && c.cfg.entanglement != nil {
 		return c.cfg.entanglement
 	}
-	return c.built().Value(key)
+	v := c.built().Value(key)
+	if v == nil && c.cfg.group != nil {
+		v = c.cfg.pool.baseCtx.Value(key)
+	}
+	return v
 }
 
 // cancelWith ends the context with cause err.

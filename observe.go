@@ -259,6 +259,8 @@ func (p *Pool) observeNew(j *job) *jobObs {
 	switch {
 	case j.cfg != nil && j.cfg.parent != nil:
 		o.parent = j.cfg.parent
+	case j.cfg != nil && j.cfg.group != nil:
+		o.parent = j.cfg.group // a group's job: the group's context, unless WithParent
 	case o.parent == nil:
 		o.parent = context.Background()
 	}
@@ -278,22 +280,7 @@ type observedExtra struct {
 	o jobObs
 }
 
-// observeGroupJob gives a group's job, before the pool sees it, a record
-// whose parent is the group's context, in x, the extra part that the
-// job's call holds (see gcall.install).
-func observeGroupJob(j *job, x *jobExtra, groupCtx context.Context) {
-	x.obs.Store(&jobObs{parent: groupCtx})
-	j.extra.Store(x)
-}
 
-// baseContext is the context a job's own context is built on: the pool's
-// values, and before them its parent's ([WithParent]).
-func (j *job) baseContext() context.Context {
-	if parent := j.cfg.parent; parent != nil {
-		return parentContext{Context: j.cfg.pool.baseCtx, parent: parent}
-	}
-	return j.cfg.pool.baseCtx
-}
 
 // announce calls Submitted for j, once. err is the refusal, if any.
 func (p *Pool) announce(j *job, o *jobObs, err error) {
@@ -497,16 +484,25 @@ func (k *keyProbe) Value(key any) any {
 }
 
 // parentContext is a job's base context when it has a parent
-// ([WithParent]): the parent's values, then the pool's, with no
-// cancellation or deadline.
+// ([WithParent]): the base's cancellation and deadline, never the
+// parent's, and the parent's values before the pool's. A group's job (its
+// base is the group's context) sees the group's values first: the group's
+// context is its real parent, WithParent only lends values.
 type parentContext struct {
-	context.Context // the pool's base context: never done
+	context.Context // the group's context, or the pool's base context (never done)
 	parent          context.Context
+	group           bool // Context is a group's: its values come first
 }
 
 func (c parentContext) Value(key any) any {
 	if key == cancelKey {
-		return nil // no cancellation of the parent's
+		return c.Context.Value(key) // the base's cancellation, never the parent's
+	}
+	if c.group {
+		if v := c.Context.Value(key); v != nil {
+			return v
+		}
+		return c.parent.Value(key)
 	}
 	if v := c.parent.Value(key); v != nil {
 		return v

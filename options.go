@@ -193,17 +193,33 @@ type jobConfig struct {
 	deps         []string
 	entanglement *Entanglement
 	parent       context.Context // WithParent: values only
+
+	// Set by a Group for its jobs (nil otherwise): the parent of the job's
+	// context instead of the pool's base context (see jobContext), and
+	// whom settle tells of each resolution of an accepted job.
+	group     context.Context
+	onResolve resolveHook
+}
+
+// resolveHook is told by settle of each resolution of an accepted job
+// whose configuration names it: a Group's count of its jobs.
+type resolveHook interface {
+	resolved(j *job)
 }
 
 // jobConfig applies opts to a configuration of their own, or returns the
 // pool's default (Pool.jobDefaults) when there are none. Jobs point to
 // their configuration, so that most share one and a job stays small (a job
 // is allocated per submission).
-func (p *Pool) jobConfig(opts []JobOption) *jobConfig {
+func (p *Pool) jobConfig(opts []JobOption) *jobConfig { return p.jobDefaults.with(opts) }
+
+// with returns base itself when opts is empty, else a copy with opts
+// applied.
+func (base *jobConfig) with(opts []JobOption) *jobConfig {
 	if len(opts) == 0 {
-		return &p.jobDefaults
+		return base
 	}
-	c := p.jobDefaults
+	c := *base
 	for _, o := range opts {
 		if o != nil {
 			o.applyJob(&c)

@@ -245,6 +245,9 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 // caller to fail after j's waiters were woken.
 func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	j.asContext().release()
+	if h := j.cfg.onResolve; h != nil {
+		h.resolved(j) // a group's count, before the waiters are woken
+	}
 	switch {
 	case err == nil:
 		p.stats.succeeded.Add(1)
