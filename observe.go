@@ -280,8 +280,6 @@ type observedExtra struct {
 	o jobObs
 }
 
-
-
 // announce calls Submitted for j, once. err is the refusal, if any.
 func (p *Pool) announce(j *job, o *jobObs, err error) {
 	if o.announced {
