@@ -66,14 +66,13 @@ func (c *jobContext) built() context.Context {
 // the pool's base context (the pool's values, never cancelled), carrying
 // before them the values of the job's [WithParent] context, if any.
 func (c *jobContext) parent() context.Context {
-	base := c.cfg.pool.baseCtx
+	if p := c.cfg.withParent; p != nil {
+		return p
+	}
 	if c.cfg.group != nil {
-		base = c.cfg.group
+		return c.cfg.group
 	}
-	if p := c.cfg.parent; p != nil {
-		return parentContext{Context: base, parent: p, group: c.cfg.group != nil}
-	}
-	return base
+	return c.cfg.pool.baseCtx
 }
 
 // Deadline implements [context.Context]: the parent's deadline (none for
@@ -98,14 +97,20 @@ func (c *jobContext) Err() error {
 	return nil
 }
 
-// Value implements [context.Context]. The job's entanglement is found
-// without building the context. A group's job looks in the group's
-// context, then in the pool's.
+// Value implements [context.Context]. A value is found without building
+// the context: the built one (a cancelCtx over parent) would only pass the
+// lookup on to parent. Only the context package's own key, with which
+// context.Cause, WithCancel and AfterFunc find the cancellation, needs the
+// built context. The job's entanglement comes first; a group's job looks
+// in the group's context, then in the pool's.
 func (c *jobContext) Value(key any) any {
 	if _, ok := key.(entanglementKey); ok && c.cfg.entanglement != nil {
 		return c.cfg.entanglement
 	}
-	v := c.built().Value(key)
+	if key == cancelKey {
+		return c.built().Value(key)
+	}
+	v := c.parent().Value(key)
 	if v == nil && c.cfg.group != nil {
 		v = c.cfg.pool.baseCtx.Value(key)
 	}

@@ -193,6 +193,7 @@ type jobConfig struct {
 	deps         []string
 	entanglement *Entanglement
 	parent       context.Context // WithParent: values only
+	withParent   context.Context // the job's context's parent when parent is set; see jobContext.parent
 
 	// Set by a Group for its jobs (nil otherwise): the parent of the job's
 	// context instead of the pool's base context (see jobContext), and
@@ -226,6 +227,14 @@ func (base *jobConfig) with(opts []JobOption) *jobConfig {
 		}
 	}
 	c.attempts = max(c.attempts, 1)
+	if c.parent != nil && c.pool != nil {
+		// Made once per submission here, not at each lookup of a value.
+		base := c.pool.baseCtx
+		if c.group != nil {
+			base = c.group
+		}
+		c.withParent = parentContext{Context: base, parent: c.parent, group: c.group != nil}
+	}
 	return &c
 }
 

@@ -112,6 +112,21 @@ func TestHotPathAllocations(t *testing.T) {
 		i++
 	})
 	assert.LessOrEqual(t, scheduleAllocs, 1.05, "Schedule + Wait allocated more than its job")
+
+	// A job that reads a value from its context (a trace span, a logger)
+	// does not make the pool build a cancellable context for it.
+	type key struct{}
+	parent := context.WithValue(context.Background(), key{}, "span")
+	valueJob := func(ctx context.Context) (any, error) { return ctx.Value(key{}), nil }
+	valueAllocs := testing.AllocsPerRun(2000, func() {
+		if v, err := qpool.Submit(p, ids[i%len(ids)], valueJob, qpool.WithParent(parent)).Wait(context.Background()); err != nil || v != "span" {
+			t.Fatal(v, err)
+		}
+		i++
+	})
+	// The job, the copy of its configuration that WithParent makes, the
+	// option's boxing and the parent's wrapper made once per submission.
+	assert.LessOrEqual(t, valueAllocs, 4.05, "a job reading a value from its context allocated a context")
 }
 
 // countingLedger counts the reads an entanglement makes of its ledger.
