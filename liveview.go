@@ -144,6 +144,49 @@ func (p *Pool) Jobs(state JobState, limit int) []JobInfo {
 	return out
 }
 
+// Entanglements returns at most limit distinct entanglements that the
+// pool's live jobs were given with [WithEntanglement] and that are still
+// open (neither closed nor expired), in no particular order; limit <= 0
+// means [DefaultJobsLimit]. It walks the registry as [Pool.Jobs] does,
+// without stopping the pool, so it is a snapshot. An entanglement no live
+// job names is not the pool's to know of: pass those to the inspector
+// yourself.
+func (p *Pool) Entanglements(limit int) []*Entanglement {
+	if !p.valid() {
+		return nil
+	}
+	if limit <= 0 {
+		limit = DefaultJobsLimit
+	}
+	seen := make(map[*Entanglement]bool)
+	var out []*Entanglement
+	for i := range p.ids.shards {
+		s := &p.ids.shards[i]
+		s.mu.Lock()
+		s.jobs.each(func(j *job) {
+			e := j.cfg.entanglement
+			if len(out) >= limit || e == nil || seen[e] || j.state.Load() >= stateResolving {
+				return
+			}
+			seen[e] = true
+			out = append(out, e)
+		})
+		s.mu.Unlock()
+		if len(out) >= limit {
+			break
+		}
+	}
+	// Checked outside the registry's locks: usable takes none, but it is
+	// the entanglement's business, not the registry's.
+	open := out[:0]
+	for _, e := range out {
+		if e.or().usable() == nil {
+			open = append(open, e)
+		}
+	}
+	return open
+}
+
 // Job returns the job with this ID: a live one, or a finished one the
 // pool still remembers, with State JobDone and Err set: whole for the
 // result TTL ([WithResultTTL]), or only its outcome for the dependency

@@ -125,25 +125,30 @@ func (in *Inspector) lookupPool(w http.ResponseWriter, r *http.Request) ([]named
 	return nil, false
 }
 
-// entanglementList returns the entanglements to show, in option order,
-// each ID once. The sources are user functions: they run here, on the
-// request's goroutine, under no lock.
+// entanglementList returns the entanglements to show, each ID once: those
+// given with options, in option order, those the sources return, then the
+// open ones that the pools' live jobs name (Pool.Entanglements). The
+// sources are user functions: they run here, on the request's goroutine,
+// under no lock.
 func (in *Inspector) entanglementList() []*qpool.Entanglement {
-	if len(in.cfg.sources) == 0 {
-		return in.cfg.ents
-	}
 	out := slices.Clone(in.cfg.ents)
 	seen := make(map[string]bool, len(out))
 	for _, e := range out {
 		seen[e.ID()] = true
 	}
-	for _, src := range in.cfg.sources {
-		for _, e := range src() {
+	add := func(list []*qpool.Entanglement) {
+		for _, e := range list {
 			if e != nil && !seen[e.ID()] {
 				seen[e.ID()] = true
 				out = append(out, e)
 			}
 		}
+	}
+	for _, src := range in.cfg.sources {
+		add(src())
+	}
+	for _, np := range in.cfg.pools {
+		add(np.pool.Entanglements(0))
 	}
 	return out
 }

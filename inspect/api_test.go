@@ -313,3 +313,27 @@ func TestEntanglementSource(t *testing.T) {
 func pathEscape(s string) string {
 	return strings.NewReplacer("%", "%25", "/", "%2F", "?", "%3F", "#", "%23", " ", "%20", `"`, "%22", "<", "%3C", ">", "%3E").Replace(s)
 }
+
+// TestPoolsEntanglementsAreListed: an entanglement that a live job of an
+// inspected pool names is listed and can be looked up without being given
+// to the inspector; once its jobs have finished it is not.
+func TestPoolsEntanglementsAreListed(t *testing.T) {
+	p := qpool.NewPool(qpool.WithWorkers(1))
+	t.Cleanup(func() { _ = p.Close() })
+	e := newEnt(t, "orders")
+	gate := make(chan struct{})
+	p.Schedule("job", func() (any, error) { <-gate; return nil, nil }, qpool.WithEntanglement(e))
+	srv := mount(t, newInspector(t, inspect.WithPool("main", p)))
+
+	var got entanglements
+	get(t, srv.URL+"/qpool/entanglements", http.StatusOK, &got)
+	require.Len(t, got.Entanglements, 1)
+	require.Equal(t, "orders", got.Entanglements[0].ID)
+	get(t, srv.URL+"/qpool/entanglements/orders", http.StatusOK, nil)
+
+	close(gate)
+	p.Wait()
+	got = entanglements{}
+	get(t, srv.URL+"/qpool/entanglements", http.StatusOK, &got)
+	require.Empty(t, got.Entanglements)
+}

@@ -54,7 +54,8 @@ type namedPool struct {
 }
 
 // WithPool shows p under name, which must be unique and non-empty. Pools
-// appear in the order of their options.
+// appear in the order of their options. The open entanglements that p's
+// live jobs name ([qpool.Pool.Entanglements]) are listed with the others.
 func WithPool(name string, p *qpool.Pool) Option {
 	return func(c *config) error {
 		if p == nil {
