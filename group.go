@@ -113,9 +113,11 @@ type GroupResult[T any] struct {
 // when the parent context ends (waited for by Wait). All methods are safe
 // for concurrent use.
 //
-// A group's job costs more than a job given to [Submit]: one allocation,
-// as Submit's, but a larger one, and about 1.3 to 1.45 times the CPU time
-// for a job that does nothing (docs/pool.md has the measurements).
+// A group's job costs somewhat more than a job given to [Submit]: one
+// allocation of the same size (plus a 64th of one for generated IDs), no
+// lock, and about 1.1 to 1.4 times the CPU time for a job that does
+// nothing, by how loaded the machine is (docs/pool.md "Groups" has the
+// measurements and the commands).
 type Group[T any] struct {
 	// Read by every job; written once, or rarely.
 	pool      *Pool
