@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -110,9 +113,11 @@ type GroupResult[T any] struct {
 // when the parent context ends (waited for by Wait). All methods are safe
 // for concurrent use.
 //
-// A group's job costs more than a job given to [Submit]: one allocation,
-// as Submit's, but a larger one, and about 1.3 to 1.45 times the CPU time
-// for a job that does nothing (docs/pool.md has the measurements).
+// A group's job costs somewhat more than a job given to [Submit]: one
+// allocation of the same size (plus a 64th of one for generated IDs), no
+// lock, and about 1.1 to 1.4 times the CPU time for a job that does
+// nothing, by how loaded the machine is (docs/pool.md "Groups" has the
+// measurements and the commands).
 type Group[T any] struct {
 	// Read by every job; written once, or rarely.
 	pool      *Pool
@@ -134,61 +139,81 @@ type Group[T any] struct {
 	watching sync.WaitGroup
 	once     sync.Once // finish
 
-	// Written by submitters, under mu. Jobs pending are recorded minus
-	// finished, two counters on lines of their own, as the pool counts
-	// accepted and finished jobs: one counter written by both sides
-	// would move between their cores twice per job. recorded is raised
-	// under mu, so Wait's check under mu closes the group exactly when
-	// nothing is pending.
-	_        [64]byte
-	mu       sync.Mutex
-	recorded atomic.Int64
-	calls    []*gcall[T] // every recorded job, in submission order: append only
-	next     int         // the next job's index
-	ids      string      // generated IDs idBase to idBase+idChunk-1, one after another
-	idBase   int
-	idEnd    [idChunk]uint32 // where each of those IDs ends in ids
-	closed   bool            // Wait has closed the group
-	results  []*gcall[T]     // completed jobs taken off doneList, oldest first
-	idle     sync.Cond       // nothing pending; L is &mu
-	ready    sync.Cond       // a job completed; L is &mu
+	// The jobs given, without a lock: see the protocol at submit. The
+	// jobs pending are those recorded minus those finished, two counters
+	// on lines of their own, as the pool counts accepted and finished
+	// jobs: one counter written by both sides would move between their
+	// cores twice per job.
+	_ [64]byte
+	// seq counts the jobs given to the group (its low bits: a job's index
+	// is the count its Add returned, minus one) and holds seqClosed once
+	// Wait has closed the group; jobs counted after that are refused.
+	seq    atomic.Uint64
+	ids    atomic.Pointer[idBlock]           // the newest block of generated IDs
+	calls  chunked[atomic.Pointer[gcall[T]]] // the recorded jobs, by index
+	closed atomic.Int64                      // jobs recorded when Wait closed the group
+	mu     sync.Mutex                        // Wait and ranges: guards taken, L of idle and ready
+	taken  int64                             // how many completed jobs ranges have taken
+	next   []*gcall[T]                       // completed jobs to yield next, oldest first
+	idle   sync.Cond                         // nothing pending
+	ready  sync.Cond                         // a job completed
 
 	// Written by whoever resolves a job (complete), without a lock.
-	_        [64]byte
-	finished atomic.Int64
-	// doneList holds completed jobs that no range has taken yet, newest
-	// first: complete pushes (each job once), take swaps the whole list
-	// out under mu.
-	doneList atomic.Pointer[gcall[T]]
-	failed   atomic.Pointer[gcall[T]] // the first job to end with an error
-	_        [64]byte
+	_ [64]byte
+	// done is the list of completed jobs and their count, in one word so
+	// that a completion costs one atomic operation on a shared line: the
+	// count in the high 32 bits, and the index plus one of the newest
+	// job in the low ones (0: none). Each job links to the one completed
+	// before it (gcall.prev), which is how ranges find them (see take).
+	done   atomic.Uint64
+	failed atomic.Pointer[gcall[T]] // the first job to end with an error
+	_      [64]byte
+}
+
+// finished returns how many recorded jobs have completed.
+func (g *Group[T]) finished() int64 { return int64(g.done.Load() >> 32) }
+
+// seqClosed is the bit of Group.seq that Wait sets to close the group.
+const seqClosed = 1 << 63
+
+// recorded returns how many jobs the group has recorded: every job counted
+// by seq before Wait closed it, none after.
+func (g *Group[T]) recorded() int64 {
+	v := g.seq.Load()
+	if v&seqClosed != 0 {
+		return g.closed.Load() // stored before the bit: see Wait
+	}
+	return min(int64(v), maxGroupJobs) // jobs past it are refused
 }
 
 // pending returns how many recorded jobs have not completed. It reads
 // finished first, so that a job recorded and completed between the two
 // reads counts as pending, never the other way round.
 func (g *Group[T]) pending() int64 {
-	f := g.finished.Load()
-	return g.recorded.Load() - f
+	f := g.finished()
+	return g.recorded() - f
 }
 
 // gcall is a group's job: the pool's call, so that the future and
 // Pool.Result see an ordinary job, with the group's bookkeeping in the same
-// allocation (144 bytes for a small T). The job's runner is the gcall
+// allocation (128 bytes for a T of up to 8 bytes, as Submit's call: the
+// group's lists are kept outside it). The job's runner is the gcall
 // itself (its methods are call[T]'s), which is how the group finds it when
 // the pool tells it of a resolution (Group.resolved).
 type gcall[T any] struct {
 	call[T]
-	index int32         // place in submission order (a group holds fewer than 2^31 jobs)
-	flags atomic.Uint32 // the gcall flags below
-	next  *gcall[T]     // in g.doneList
+	index int32 // place in submission order (a group holds fewer than 2^31 jobs)
+	prev  int32 // the index plus one of the job completed before it, 0 if none: see Group.done
 }
 
-// gcall flags, set with Or and read with Load.
+// A group's flags for its jobs, kept in the job's own flags (job.flags:
+// the pool's flags take the low bits, TestGroupCallSize checks that they
+// stay below these), so that a group's job is no larger than Submit's. Set
+// with Or, read with Load; gByGroup is also cleared, with And.
 const (
-	gStarted   uint32 = 1 << iota // handed to the pool: stop may resolve it
-	gCompleted                    // counted by complete, exactly once
-	gByGroup                      // stop is failing it: its completion stops nothing
+	gStarted   uint32 = 1 << (29 + iota) // handed to the pool: stop may resolve it
+	gCompleted                           // counted by complete, exactly once
+	gByGroup                             // stop is failing it: its completion stops nothing
 )
 
 // NewGroup returns a group that runs its jobs on p, with a context derived
@@ -255,6 +280,27 @@ var errNilGroup = fmt.Errorf("%w: nil group, or one not made by NewGroup", ErrIn
 func (g *Group[T]) valid() bool { return g != nil && g.ctx != nil }
 
 // submit records a job in the group and hands it to the pool.
+//
+// Recording takes no lock. The job's index comes from seq.Add, and the job
+// is stored in its slot (see chunked) before it is handed to the pool, so
+// it is there before it can complete. The invariants, and who may break them:
+//
+//   - A job is recorded (Wait returns it, and counts it pending until it
+//     completes) exactly when its Add found seqClosed unset; otherwise it
+//     is refused with ErrGroupClosed and never completes. Wait sets the
+//     bit with a CompareAndSwap from the count it found all finished, so
+//     no job is counted between its check and the close. A recorded job
+//     must reach complete exactly once, whatever happens to it (every
+//     path below ends in the pool's hook or in complete).
+//   - Every recorded job is in its slot before it counts as finished:
+//     Wait and a range, which read slots once finished equals recorded,
+//     find every one. A slot is written once, by the job's submitter.
+//   - stop and a submitter: the submitter stores the job in its slot, then
+//     marks it started (handed to the pool), then reads stopping; stop
+//     sets stopping, then reads the slots. One of the two sees the other
+//     (sequentially consistent atomics): stop finds the job started, or
+//     the submitter finds stopping set and fails the job itself. A slot
+//     stop finds empty belongs to a submitter that will see stopping.
 func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T, error), opts []JobOption) *Future[T] {
 	c := &gcall[T]{}
 	c.fn = fn
@@ -263,23 +309,22 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 		c.resolveHere(id, nil, errNilGroup)
 		return &c.fut
 	}
-	g.mu.Lock()
-	i := g.next
-	g.next++
+	v := g.seq.Add(1)
+	i := int(v&^seqClosed) - 1
 	if generate {
 		id = g.id(i)
 	}
-	closed := g.closed
-	if !closed {
-		g.calls = append(g.calls, c)
-		g.recorded.Add(1)
-	}
-	g.mu.Unlock()
-	c.index = int32(i)
+	c.index = int32(min(i, maxGroupJobs))
 	switch {
-	case closed:
+	case v&seqClosed != 0:
 		c.resolveHere(id, g.pool, jobError(id, ErrGroupClosed)) // not recorded
 		return &c.fut
+	case i >= maxGroupJobs:
+		c.resolveHere(id, g.pool, jobError(id, fmt.Errorf("%w: a group holds at most %d jobs", ErrInvalidJob, maxGroupJobs))) // not recorded
+		return &c.fut
+	}
+	g.calls.slot(i).Store(c) // before it is handed to the pool, or completes
+	switch {
 	case g.pool == nil:
 		c.resolveHere(id, nil, jobError(id, fmt.Errorf("%w: nil pool", ErrInvalidJob)))
 	case !generate && isGeneratedID(id):
@@ -302,30 +347,148 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 	return &c.fut
 }
 
+// chunked is a list of slots (atomics) indexed from 0 that grows without
+// moving and without a lock for its readers and writers: chunk k holds
+// chunk0<<k slots, from index chunk0*(2^k-1) on, maxGroupJobs in all.
+type chunked[S any] struct {
+	dir  [chunks]atomic.Pointer[[]S]
+	grow sync.Mutex // makes a chunk
+}
+
+const (
+	chunk0       = 64
+	chunks       = 25
+	maxGroupJobs = chunk0 * (1<<chunks - 1) // just under 2^31
+)
+
+// chunkOf returns the chunk that holds index i and i's place in it.
+func chunkOf(i int) (k, off int) {
+	k = bits.Len(uint(i/chunk0+1)) - 1
+	return k, i - chunk0*(1<<k-1)
+}
+
+// slot returns slot i, making its chunk if needed, or nil from
+// maxGroupJobs on. A chunk is made once, under grow, and published with an
+// atomic store, which readers load.
+func (l *chunked[S]) slot(i int) *S {
+	if i < 0 || i >= maxGroupJobs {
+		return nil
+	}
+	k, off := chunkOf(i)
+	ch := l.dir[k].Load()
+	if ch == nil {
+		l.grow.Lock()
+		if ch = l.dir[k].Load(); ch == nil {
+			s := make([]S, chunk0<<k)
+			ch = &s
+			l.dir[k].Store(ch)
+		}
+		l.grow.Unlock()
+	}
+	return &(*ch)[off]
+}
+
+// peek returns slot i, or nil if its chunk has not been made.
+func (l *chunked[S]) peek(i int) *S {
+	if i < 0 || i >= maxGroupJobs {
+		return nil
+	}
+	k, off := chunkOf(i)
+	if ch := l.dir[k].Load(); ch != nil {
+		return &(*ch)[off]
+	}
+	return nil
+}
+
+// each calls f with the first n slots, in index order, skipping chunks not
+// made.
+func (l *chunked[S]) each(n int, f func(*S)) {
+	for k := 0; n > 0 && k < chunks; k++ {
+		m := min(n, chunk0<<k)
+		n -= m
+		if ch := l.dir[k].Load(); ch != nil {
+			for i := range (*ch)[:m] {
+				f(&(*ch)[i])
+			}
+		}
+	}
+}
+
 // idChunk is how many generated IDs are made at once: one string holds
 // them all, so that a generated ID costs a fraction of an allocation.
 const idChunk = 64
 
-// id returns the generated ID of the job at index i. g.mu must be held:
-// indexes are handed out in order under it, so the chunk only moves
-// forward.
+// idBlock holds the generated IDs base to base+idChunk-1, one after
+// another in ids; end[k] is where the ID of base+k ends.
+type idBlock struct {
+	base int
+	ids  string
+	end  [idChunk]uint16
+}
+
+// id returns the generated ID of the job at index i, without a lock. The
+// newest block serves most indexes, since they are handed out in order;
+// a submitter whose index is past it makes the next block and publishes
+// it (two that race both make one, and the later store wins: either block
+// serves its maker, and the newest is kept), and one whose index is
+// before it, having been delayed, makes its ID alone. Blocks are never
+// changed once published.
 func (g *Group[T]) id(i int) string {
-	if i >= g.idBase+idChunk || g.ids == "" {
-		g.idBase = i
-		b := make([]byte, 0, idChunk*(len(g.prefix)+len(strconv.Itoa(i+idChunk))))
-		for k := range idChunk {
-			b = append(b, g.prefix...)
-			b = strconv.AppendInt(b, int64(i+k), 10)
-			g.idEnd[k] = uint32(len(b))
+	b := g.ids.Load()
+	switch {
+	case b == nil || i >= b.base+idChunk:
+		nb := g.idBlock(i - i%idChunk)
+		for b == nil || b.base < nb.base { // only forward
+			if g.ids.CompareAndSwap(b, nb) {
+				break
+			}
+			b = g.ids.Load()
 		}
-		g.ids = string(b)
+		b = nb
+	case i < b.base:
+		return g.prefix + strconv.Itoa(i)
 	}
-	k := i - g.idBase
-	start := uint32(0)
+	k := i - b.base
+	start := uint16(0)
 	if k > 0 {
-		start = g.idEnd[k-1]
+		start = b.end[k-1]
 	}
-	return g.ids[start:g.idEnd[k]]
+	return b.ids[start:b.end[k]]
+}
+
+// idBlock makes the generated IDs base to base+idChunk-1.
+func (g *Group[T]) idBlock(base int) *idBlock {
+	nb := &idBlock{base: base}
+	var b strings.Builder // its String does not copy: one allocation
+	b.Grow(idChunk * (len(g.prefix) + len(strconv.Itoa(base+idChunk))))
+	var digits [24]byte
+	n := strconv.AppendInt(digits[:0], int64(base), 10)
+	for k := range idChunk {
+		if k > 0 {
+			n = incDecimal(n)
+		}
+		b.WriteString(g.prefix)
+		b.Write(n)
+		nb.end[k] = uint16(b.Len()) // 64 IDs of at most 32 bytes each
+	}
+	nb.ids = b.String()
+	return nb
+}
+
+// incDecimal adds one to the decimal number in n, in place: the next ID
+// of a block costs a few byte compares rather than a conversion. n must
+// have room for one more digit.
+func incDecimal(n []byte) []byte {
+	for i := len(n) - 1; i >= 0; i-- {
+		if n[i] < '9' {
+			n[i]++
+			return n
+		}
+		n[i] = '0'
+	}
+	n = append(n, '0') // all nines: one followed by zeros
+	n[0] = '1'
+	return n
 }
 
 // isGeneratedID reports whether id has the form of a generated ID:
@@ -395,26 +558,37 @@ func (g *Group[T]) complete(c *gcall[T]) {
 		// is marked byGroup and does not start another.
 		g.stop(context.Cause(g.ctx))
 	}
+	// Push c on the list of completed jobs and count it, in one step:
+	// c.prev is written before the CompareAndSwap publishes c, and never
+	// after (c is pushed once), so whoever loads done and walks the list
+	// reads links that are final. Rangers and waiters count themselves
+	// under mu before they look, and the broadcast takes mu, so one of
+	// the two sees the other. Waiters are only woken by the completion
+	// that leaves nothing pending (the one whose count reaches recorded;
+	// a job recorded meanwhile is woken for by its own completion), so
+	// that a Wait does not cost every job a lock.
+	var f int64
 	for {
-		h := g.doneList.Load()
-		c.next = h
-		if g.doneList.CompareAndSwap(h, c) {
+		d := g.done.Load()
+		c.prev = int32(uint32(d))
+		if g.done.CompareAndSwap(d, (d>>32+1)<<32|uint64(c.index+1)) {
+			f = int64(d>>32 + 1)
 			break
 		}
 	}
-	// Pushed before it counts as finished: a range that sees nothing
-	// pending then finds every completed job on the list. Rangers and
-	// waiters count themselves under mu before they look, and the
-	// broadcast takes mu, so one of the two sees the other.
-	f := g.finished.Add(1)
-	if r, w := g.rangers.Load() > 0, g.waiters.Load() > 0; r || w {
-		none := g.recorded.Load() == f
-		g.mu.Lock()
-		g.ready.Broadcast()
-		if none {
-			g.idle.Broadcast()
+	r := g.rangers.Load() > 0
+	if w := g.waiters.Load() > 0; r || w {
+		none := w && g.recorded() == f
+		if r || none {
+			g.mu.Lock()
+			if r {
+				g.ready.Broadcast()
+			}
+			if none {
+				g.idle.Broadcast()
+			}
+			g.mu.Unlock()
 		}
-		g.mu.Unlock()
 	}
 }
 
@@ -428,14 +602,11 @@ func (g *Group[T]) complete(c *gcall[T]) {
 func (g *Group[T]) stop(cause error) {
 	g.cancel(cause)
 	g.stopping.Store(true)
-	g.mu.Lock()
-	calls := g.calls // append only: the jobs up to len are fixed
-	g.mu.Unlock()
-	for _, c := range calls {
-		if c.flags.Load()&gStarted != 0 {
+	g.calls.each(int(g.recorded()), func(s *atomic.Pointer[gcall[T]]) { // see submit
+		if c := s.Load(); c != nil && c.flags.Load()&gStarted != 0 {
 			g.fail(c)
 		}
-	}
+	})
 	g.stopped.Store(true)
 }
 
@@ -466,24 +637,39 @@ func (g *Group[T]) Wait() ([]T, error) {
 		return nil, errNilGroup
 	}
 	g.mu.Lock()
-	g.waiters.Add(1)
-	for g.pending() > 0 {
+	g.waiters.Add(1) // before looking: see complete
+	for {
+		v := g.seq.Load()
+		if v&seqClosed != 0 {
+			break // closed by another Wait
+		}
+		// Close when every job counted in v has finished, and none was
+		// counted since (the CompareAndSwap): see submit. closed is
+		// stored before the bit, for recorded; only a Wait stores it,
+		// under mu, so this one is the last before the bit is set.
+		if n := min(int64(v), maxGroupJobs); g.finished() == n {
+			g.closed.Store(n)
+			if g.seq.CompareAndSwap(v, v|seqClosed) {
+				break
+			}
+			continue
+		}
 		g.idle.Wait()
 	}
 	g.waiters.Add(-1)
-	g.closed = true
-	calls := g.calls
 	g.mu.Unlock()
 	g.once.Do(g.finish)
 
-	values := make([]T, len(calls))
+	values := make([]T, min(g.closed.Load(), maxGroupJobs))
 	var errs []error
-	for i, c := range calls {
-		values[i] = c.value
-		if c.err != nil {
-			errs = append(errs, c.err)
+	g.calls.each(len(values), func(s *atomic.Pointer[gcall[T]]) {
+		if c := s.Load(); c != nil { // every recorded job is: see submit
+			values[c.index] = c.value
+			if c.err != nil {
+				errs = append(errs, c.err)
+			}
 		}
-	}
+	})
 	if g.cfg.firstError {
 		if c := g.failed.Load(); c != nil {
 			return values, c.err
@@ -538,26 +724,25 @@ func (g *Group[T]) take() *gcall[T] {
 	g.rangers.Add(1) // before looking: see complete
 	defer g.rangers.Add(-1)
 	for {
-		if len(g.results) > 0 {
-			c := g.results[0]
-			g.results[0] = nil
-			g.results = g.results[1:]
+		if len(g.next) > 0 {
+			c := g.next[0]
+			g.next[0] = nil
+			g.next = g.next[1:]
 			return c
 		}
-		if h := g.doneList.Swap(nil); h != nil {
-			n := len(g.results)
-			for c := h; c != nil; c = c.next {
-				g.results = append(g.results, c)
+		// Take the jobs completed since the last take: the newest n of
+		// the list, walked from its head, oldest first in g.next.
+		d := g.done.Load()
+		if n := int64(d>>32) - g.taken; n > 0 {
+			g.next = slices.Grow(g.next[:0], int(n))[:n]
+			for k, i := n-1, int32(uint32(d)); k >= 0; k-- {
+				c := g.calls.peek(int(i - 1)).Load() // stored before it completed
+				g.next[k], i = c, c.prev
 			}
-			for i, j := n, len(g.results)-1; i < j; i, j = i+1, j-1 { // oldest first
-				g.results[i], g.results[j] = g.results[j], g.results[i]
-			}
+			g.taken += n
 			continue
 		}
 		if g.pending() == 0 {
-			if g.doneList.Load() != nil {
-				continue // pushed before pending fell to zero
-			}
 			return nil
 		}
 		g.ready.Wait()

@@ -789,3 +789,129 @@ func TestGroupLeavesNoGoroutine(t *testing.T) {
 	}
 	goleak.VerifyNone(t, ignore)
 }
+
+// TestGroupLockFreeRecordingHammer hammers the group's lock-free
+// bookkeeping (see Group.submit): submitters crossing the chunks of the
+// job list and the blocks of generated IDs at once, Waits closing the
+// group while jobs are given, a range taking results as they complete,
+// and, in some rounds, the first failure or the parent's end failing the
+// queued jobs. Every job resolves; a job is either refused with
+// ErrGroupClosed or is one of Wait's, under a dense index that its ID
+// names; Wait's values and errors are each job's, in submission order;
+// and every accepted job is yielded exactly once.
+func TestGroupLockFreeRecordingHammer(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(3))
+	boom := errors.New("boom")
+	for round := range 24 {
+		cancelOnError, cancelParent := round%3 == 1, round%3 == 2
+		parent, cancel := context.WithCancel(context.Background())
+		var opts []qpool.GroupOption
+		if cancelOnError {
+			opts = append(opts, qpool.WithCancelOnError())
+		}
+		g := qpool.NewGroup[int](parent, p, opts...)
+		const submitters, each = 4, 150 // 600 jobs: four chunks, ten ID blocks
+		futs := make([][]*qpool.Future[int], submitters)
+		pause := rand.IntN(each)
+		var wg sync.WaitGroup
+		for s := range submitters {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range each {
+					v := s*each + i
+					futs[s] = append(futs[s], g.Go(func(context.Context) (int, error) {
+						if rand.IntN(8) == 0 {
+							jitter()
+						}
+						if cancelOnError && rand.IntN(200) == 0 {
+							return v, boom
+						}
+						return v, nil
+					}))
+					if rand.IntN(32) == 0 {
+						jitter()
+					}
+					if i == pause { // let the jobs drain, so that a Wait may close the group here
+						_, _ = futs[s][i].Wait(context.Background())
+						time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+					}
+				}
+			}()
+		}
+		ranged := map[int]int{} // index -> times yielded
+		var ranging sync.WaitGroup
+		ranging.Add(1)
+		go func() {
+			defer ranging.Done()
+			for r := range g.Results() {
+				ranged[r.Index]++
+			}
+		}()
+		if cancelParent {
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+			cancel()
+		}
+		// Waits racing the submitters: each closes the group once nothing
+		// is pending, and all return the same.
+		time.Sleep(time.Duration(rand.IntN(1000)) * time.Microsecond)
+		type waited struct {
+			values []int
+			err    error
+		}
+		waits := make([]waited, 2)
+		var waiting sync.WaitGroup
+		for w := range waits {
+			waiting.Add(1)
+			go func() {
+				defer waiting.Done()
+				v, err := g.Wait()
+				waits[w] = waited{v, err}
+			}()
+		}
+		within(t, "the submitters", wg.Wait)
+		within(t, "the Waits", waiting.Wait)
+		within(t, "the range", ranging.Wait)
+		cancel()
+		for _, r := range collect(t, g) { // what the range, ended early, left
+			ranged[r.Index]++
+		}
+		values, err := waits[0].values, waits[0].err
+		require.Equal(t, values, waits[1].values, "two Waits disagree")
+		require.Equal(t, fmt.Sprint(err), fmt.Sprint(waits[1].err), "two Waits disagree")
+
+		ids := map[string]bool{}
+		var idRE = regexp.MustCompile(`^g[0-9]+#([0-9]+)$`)
+		accepted := 0
+		for s := range submitters {
+			for i, f := range futs[s] {
+				v, ferr := wait(t, f)
+				require.False(t, ids[f.ID()], "ID %s given twice", f.ID())
+				ids[f.ID()] = true
+				m := idRE.FindStringSubmatch(f.ID())
+				require.NotNil(t, m, "generated ID %q", f.ID())
+				var index int
+				_, _ = fmt.Sscan(m[1], &index)
+				if errors.Is(ferr, qpool.ErrGroupClosed) {
+					require.GreaterOrEqual(t, index, len(values), "job %s refused, but within Wait's jobs", f.ID())
+					require.Zero(t, ranged[index], "refused job %s yielded", f.ID())
+					continue
+				}
+				accepted++
+				require.Less(t, index, len(values), "job %s accepted, but not one of Wait's", f.ID())
+				require.Equal(t, 1, ranged[index], "job %s yielded %d times", f.ID(), ranged[index])
+				if ferr == nil {
+					require.Equal(t, s*each+i, v)
+					require.Equal(t, v, values[index], "Wait's value for job %s", f.ID())
+				} else {
+					require.ErrorIs(t, err, ferr, "Wait's error lacks job %s's", f.ID())
+				}
+			}
+		}
+		require.Equal(t, len(values), accepted, "Wait's jobs are not the accepted ones (indexes not dense)")
+		require.Len(t, ranged, accepted)
+		if !cancelOnError && !cancelParent {
+			require.NoError(t, err)
+		}
+	}
+}
