@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -40,7 +41,10 @@ type JobInfo struct {
 	// Submitted and Started (the start of the current or last attempt) are
 	// recorded only by a pool with an observer ([WithObserver]; an empty
 	// Observer{} will do): they cost a clock read per event, which a pool
-	// without one does not pay. Without one they are zero.
+	// without one does not pay. Without one they are zero. Started is
+	// also zero for a job just moved to running whose worker has not yet
+	// recorded the attempt's start (usually nanoseconds; longer if that
+	// goroutine is descheduled).
 	Submitted time.Time
 	Started   time.Time
 	// Err is the job's error once it is done (nil for a success).
@@ -64,32 +68,42 @@ func jobState(s int32) JobState {
 	return JobDone
 }
 
-// info describes j now. The fields are read one by one without stopping
-// the job, so a job that moves on meanwhile may show, say, the state it
-// left with the attempt it entered; each field is one the job had.
+// info describes j now, without stopping it. Its fields are read one by
+// one, so it reads the state before and after them and tries again when
+// the job moved on meanwhile (a few times: a job that keeps moving is
+// described as it was at some point of the last try). A running job whose
+// worker has not yet recorded the attempt's start (it moves the job to
+// running first: a few instructions, longer if its goroutine is
+// descheduled) shows a zero Started.
 func info(j *job) JobInfo {
-	s := j.state.Load()
-	ji := JobInfo{ID: j.id, State: jobState(s)}
-	o := j.obsOf()
-	if o != nil {
-		ji.Attempt = int(o.attempt.Load())
-		if obs := j.cfg.pool.obs; obs != nil { // times are recorded only then
-			if o.submitted != 0 {
-				ji.Submitted = obs.at(o.submitted)
-			}
-			if st := o.started.Load(); st != 0 {
-				ji.Started = obs.at(st)
+	var ji JobInfo
+	for try := 0; try < 8; try++ {
+		s := j.state.Load()
+		ji = JobInfo{ID: j.id, State: jobState(s)}
+		if o := j.obsOf(); o != nil {
+			ji.Attempt = int(o.attempt.Load())
+			if obs := j.cfg.pool.obs; obs != nil { // times are recorded only then
+				if o.submitted != 0 {
+					ji.Submitted = obs.at(o.submitted)
+				}
+				if st := o.started.Load(); st != 0 {
+					ji.Started = obs.at(st)
+				}
 			}
 		}
-	}
-	switch {
-	case s == stateDone:
-		ji.Err = j.result()
-		if ji.Attempt == 0 && j.r.ran() {
-			ji.Attempt = 1
+		switch {
+		case s == stateDone:
+			ji.Err = j.result()
+			if ji.Attempt == 0 && j.r.ran() {
+				ji.Attempt = 1
+			}
+		case s == stateRunning && ji.Attempt == 0:
+			ji.Attempt = 1 // the first attempt: only later ones are recorded without an observer
 		}
-	case s == stateRunning && ji.Attempt == 0:
-		ji.Attempt = 1 // the first attempt: only later ones are recorded without an observer
+		if j.state.Load() == s {
+			break
+		}
+		runtime.Gosched()
 	}
 	return ji
 }

@@ -109,8 +109,10 @@ const (
 	OutcomePanic
 	// OutcomeCanceled: [Future.Cancel], [Pool.Cancel], the pool's context,
 	// a Shutdown past its deadline, or the job's group ended the job:
-	// before it started, or during the attempt (whatever the function
-	// then returned), or during a retry's backoff.
+	// before it started, during a retry's backoff, or during the attempt
+	// when the function then returned an error. A function that returns
+	// nil although its context was cancelled succeeded, and its future
+	// says so: that is OutcomeOK.
 	OutcomeCanceled
 	// OutcomeTimeout: [WithTimeout]'s deadline ended the last attempt,
 	// which returned an error matching [context.DeadlineExceeded].

@@ -463,3 +463,51 @@ func TestOldestQueuedWithoutPolling(t *testing.T) {
 		t.Fatalf("OldestQueued %v on the first Stats call, %v after the submission", s.OldestQueued, time.Since(before))
 	}
 }
+
+// TestObserverCancelDuringAttempt: a job cancelled while its function runs
+// is OutcomeCanceled if the function then returns an error, and OutcomeOK
+// if it returns nil anyway, as its future says (an adversarial review
+// read the godoc's "whatever the function then returned" as canceled in
+// both cases; the godoc now says which).
+func TestObserverCancelDuringAttempt(t *testing.T) {
+	rec := &recorder{}
+	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithObserver(rec.observer()))
+	defer p.Close()
+	for _, c := range []struct {
+		id      string
+		viaPool bool
+		fail    bool
+		want    qpool.Outcome
+	}{
+		{"future-nil", false, false, qpool.OutcomeOK},
+		{"future-err", false, true, qpool.OutcomeCanceled},
+		{"pool-nil", true, false, qpool.OutcomeOK},
+		{"pool-err", true, true, qpool.OutcomeCanceled},
+	} {
+		running := make(chan struct{})
+		f := qpool.Submit(p, c.id, func(ctx context.Context) (int, error) {
+			close(running)
+			<-ctx.Done()
+			if c.fail {
+				return 0, ctx.Err()
+			}
+			return 1, nil
+		})
+		<-running
+		if c.viaPool {
+			if !p.Cancel(c.id) {
+				t.Fatalf("%s: Pool.Cancel found no live job", c.id)
+			}
+		} else {
+			f.Cancel()
+		}
+		_, err := f.Wait(context.Background())
+		if (err != nil) != c.fail {
+			t.Fatalf("%s: Wait: %v", c.id, err)
+		}
+		p.Wait()
+		if got := rec.finished(t, c.id).Outcome; got != c.want {
+			t.Errorf("%s: outcome %v, want %v", c.id, got, c.want)
+		}
+	}
+}

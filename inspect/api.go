@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -237,10 +238,10 @@ func (in *Inspector) history(w http.ResponseWriter, r *http.Request, escaped str
 	h, err := e.History(r.Context(), since)
 	switch {
 	case errors.Is(err, qpool.ErrClosed) || errors.Is(err, qpool.ErrExpired):
-		writeError(w, http.StatusGone, err.Error())
+		writeError(w, http.StatusGone, errorText(err))
 		return
 	case err != nil:
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+		writeError(w, http.StatusServiceUnavailable, errorText(err))
 		return
 	}
 	out := historyJSON{ID: e.ID(), Since: since, Next: since, Changes: []changeJSON{}}
@@ -277,10 +278,30 @@ func renderValue(v any) (s string) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err == nil {
+	err := enc.Encode(v)
+	if err == nil {
 		return strings.TrimSuffix(b.String(), "\n")
 	}
+	// %v only where it cannot recurse: a value that may hold itself (a map
+	// that contains itself, say) would overflow the stack, which no
+	// recover catches.
+	switch reflect.ValueOf(v).Kind() {
+	case reflect.Map, reflect.Slice, reflect.Array, reflect.Struct, reflect.Pointer, reflect.Interface:
+		return fmt.Sprintf("(a %T with no JSON form: %v)", v, err)
+	}
 	return fmt.Sprintf("%v", v)
+}
+
+// errorText returns err's message; an Error method that panics (a typed
+// nil pointer's, say) gives a placeholder instead of taking the request
+// down.
+func errorText(err error) (s string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s = fmt.Sprintf("(error message cannot be shown: %T panicked: %v)", err, p)
+		}
+	}()
+	return err.Error()
 }
 
 // capText cuts s to at most limit bytes at a UTF-8 boundary.

@@ -45,7 +45,7 @@ func (in *Inspector) jobJSON(pool string, j qpool.JobInfo, now time.Time) jobJSO
 		out.Started = &j.Started
 	}
 	if j.Err != nil {
-		v := capText(j.Err.Error(), in.cfg.valueLimit)
+		v := capText(errorText(j.Err), in.cfg.valueLimit)
 		out.Error, out.ErrorTruncated = v.Value, v.Truncated
 	}
 	return out

@@ -1,6 +1,7 @@
 package inspect
 
 import (
+	"bytes"
 	"embed"
 	"html/template"
 	"net/http"
@@ -58,11 +59,17 @@ func (in *Inspector) page(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "same-origin")
-	if err := pageTemplate.Execute(w, d); err != nil {
-		// Headers are gone already; the page is cut short. Only a write
-		// error (the client left) or a template bug can get here.
+	// Rendered in full first: html/template escapes, but passes invalid
+	// UTF-8 in user data (an ID of raw bytes) through, which the page
+	// must not carry; and a template error then gives a 500, not half a
+	// page.
+	var b bytes.Buffer
+	if err := pageTemplate.Execute(&b, d); err != nil {
+		h.Del("Content-Type")
+		writeError(w, http.StatusInternalServerError, "the page could not be rendered")
 		return
 	}
+	_, _ = w.Write(bytes.ToValidUTF8(b.Bytes(), []byte("\uFFFD")))
 }
 
 // static serves the embedded script and style sheet.
