@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -192,6 +193,24 @@ func TestJobFailedForItsDependenciesCountsUnderItsID(t *testing.T) {
 					assert.Error(t, err, "Result found the older success")
 				}
 			}
+		})
+	}
+}
+
+// TestDependencyWindowForever: a window or a TTL too long to add to the
+// clock (math.MaxInt64, "forever") keeps outcomes and results, rather than
+// overflowing into an expiry in the past.
+func TestDependencyWindowForever(t *testing.T) {
+	for name, opt := range map[string]qpool.Option{
+		"window": qpool.WithDependencyWindow(math.MaxInt64),
+		"ttl":    qpool.WithResultTTL(math.MaxInt64),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newTestPool(t, opt)
+			_, err := wait(t, p.Schedule("a", ok))
+			require.NoError(t, err)
+			_, err = wait(t, p.Schedule("b", ok, qpool.WithDependencies("a")))
+			assert.NoError(t, err, "the finished dependency was forgotten at once")
 		})
 	}
 }
