@@ -26,6 +26,7 @@ func TestOutcomeRingModel(t *testing.T) {
 			rec := outcome{id: fmt.Sprint("j", rng.IntN(3000)), expires: now + time.Duration(rng.IntN(50))}
 			if rng.IntN(3) == 0 {
 				rec.err = errFail
+				rec.depFailed = rng.IntN(2) == 0
 			}
 			// Expiries in the ring are in order of recording, as the
 			// registry's are (one window, a clock that moves forward).
@@ -62,8 +63,45 @@ func TestOutcomeRingModel(t *testing.T) {
 		if o.n != len(model) || o.n > maxShardOutcomes {
 			t.Fatalf("step %d: ring holds %d, model %d", step, o.n, len(model))
 		}
+		if err := o.check(); err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
 	}
 	if !full {
 		t.Fatal("the ring never reached its bound: the wrap went untested")
 	}
+}
+
+// check verifies the invariant written at outcomeRing: blocks in order,
+// none empty, all but the last full to the end, all but the first from 0,
+// n their total, and every slot outside [start:end] zero.
+func (o *outcomeRing) check() error {
+	total := 0
+	for k, b := range o.blocks {
+		switch {
+		case b.start >= b.end:
+			return fmt.Errorf("block %d of %d is empty", k, len(o.blocks))
+		case k < len(o.blocks)-1 && b.end != len(b.recs):
+			return fmt.Errorf("block %d of %d is not full to its end", k, len(o.blocks))
+		case k > 0 && b.start != 0:
+			return fmt.Errorf("block %d of %d does not start at 0", k, len(o.blocks))
+		}
+		for i := range b.recs {
+			held := i >= b.start && i < b.end
+			if !held && (b.recs[i] != outcomeRec{} || b.hashes[i] != 0) {
+				return fmt.Errorf("block %d keeps a forgotten record at %d", k, i)
+			}
+			if b.errs != nil && b.errs[i] != nil && (!held || b.recs[i].stamp&recFailed == 0) {
+				return fmt.Errorf("block %d keeps an error at %d that no held failure has", k, i)
+			}
+		}
+		total += b.end - b.start
+	}
+	if total != o.n || o.n > maxShardOutcomes {
+		return fmt.Errorf("blocks hold %d records, n is %d", total, o.n)
+	}
+	if o.n == 0 && o.spare != nil {
+		return fmt.Errorf("an empty ring keeps a spare block")
+	}
+	return nil
 }
