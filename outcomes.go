@@ -23,53 +23,31 @@ type outcome struct {
 	depFailed bool          // err is the pool's, for a failed dependency: see dependencyError
 }
 
-// Block sizes of an outcomeRing: the first block holds minOutcomeBlock
-// records, each later one twice the one before, up to maxOutcomeBlock.
-// So a shard that has kept a few outcomes holds a few hundred bytes, and a
-// busy one grows to its bound without copying what it holds.
-const (
-	minOutcomeBlock = 8
-	maxOutcomeBlock = 256
-)
-
-// outcomeRing is one shard's outcomes, oldest first: a queue of blocks.
-// put appends to the newest block, or to a new one when that is full;
-// dropOldest empties the oldest block from its start and lets it go, or
-// keeps it as the spare for the next new block of its size, once it is
-// empty. So the queue never copies a record, however it grows: a ring in
-// one array that doubles copies every record it holds at every doubling,
-// into memory it has just allocated, which on a pool's first burst of jobs
-// cost about as much as the records themselves. At the bound, every put
-// drops one record and every block that empties is reused: no allocation.
-// The hashes are kept apart from the records, so that a lookup scans 8
-// bytes per entry. Guarded by the shard's mutex.
+// outcomeRing is one shard's outcomes, oldest first, in a ring that grows
+// to maxShardOutcomes and then overwrites its oldest entry. The hashes are
+// kept apart from the records, so that a lookup scans 8 bytes per entry.
+// Most jobs succeed, so a record has no room for an error: errs is made by
+// the first failed record, as long as recs, and holds the errors of
+// failed records (flagged in their stamps) at their indices. A record so
+// takes 32 bytes with its hash, where it took 56 with an error of its own:
+// every shard of a busy pool writes 2,048 of them, and the first burst of
+// jobs pays for that memory fresh.
 //
-// Invariant: the records held are, in order, blocks[0].recs[start:end],
-// then each later block's [start:end]; every block but the last is full
-// to its end, every block but the first starts at 0, and no block is
-// empty; n is the total, at most maxShardOutcomes. Records outside
-// [start:end] are zero, and a block's errs holds an error only at the
-// index of a held record flagged recFailed, so that the collector does not
-// keep a forgotten ID or error alive. Who may break it: any change to
-// blocks, start, end, errs or n outside put and dropOldest.
+// Invariant: the records held are recs[(start+k)&mask] for k < n, oldest
+// first, with their hashes at the same indices; every other slot is zero,
+// and errs (when made) holds an error only at the index of a held record
+// flagged recFailed, so that the collector does not keep a forgotten ID or
+// error alive. Who may break it: any change to hashes, recs, errs, start or
+// n outside put, grow and dropOldest. Guarded by the shard's mutex.
 type outcomeRing struct {
-	blocks []*outcomeBlock // oldest first; none empty
-	spare  *outcomeBlock   // an emptied block of maxOutcomeBlock records, for reuse
-	n      int             // records held
+	hashes []uint64 // a power of two long, or nil
+	recs   []outcomeRec
+	errs   *[]error // nil until a failed record is put; a pointer, and
+	start  int32    // index of the oldest record; int32s, so that the ring
+	n      int32    // records held; takes 64 bytes and a shard 192 (TestShardSize)
 }
 
-// outcomeBlock is a run of records of an outcomeRing, those in [start:end]
-// held. Most jobs succeed, so a record has no room for an error: a
-// block's errs is made by its first failed record, and holds the errors
-// of its failed records (flagged in their stamps) at their indices.
-type outcomeBlock struct {
-	hashes     []uint64
-	recs       []outcomeRec
-	errs       []error // nil until a failed record is put in the block
-	start, end int
-}
-
-// outcomeRec is an outcome as a block stores it, in 24 bytes: the ID, and
+// outcomeRec is an outcome as the ring stores it, in 24 bytes: the ID, and
 // the expiry with two flags in its lowest bits.
 type outcomeRec struct {
 	id    string
@@ -77,7 +55,7 @@ type outcomeRec struct {
 }
 
 const (
-	recFailed    = 1 << iota // the job failed: its error is in the block's errs
+	recFailed    = 1 << iota // the job failed: its error is in errs
 	recDepFailed             // the outcome's depFailed
 )
 
@@ -91,106 +69,84 @@ func (r *outcomeRec) expires() time.Duration { return time.Duration(r.stamp >> 2
 // put records the outcome of a job with hash h, forgetting the oldest
 // record when the ring is at its bound.
 func (o *outcomeRing) put(h uint64, rec outcome) {
-	if o.n >= maxShardOutcomes {
-		o.dropOldest()
+	if int(o.n) == len(o.recs) {
+		if len(o.recs) < maxShardOutcomes {
+			o.grow()
+		} else {
+			o.dropOldest()
+		}
 	}
-	var b *outcomeBlock
-	if k := len(o.blocks); k > 0 {
-		b = o.blocks[k-1]
-	}
-	if b == nil || b.end == len(b.recs) {
-		b = o.newBlock(b)
-		o.blocks = append(o.blocks, b)
-	}
+	i := int(o.start+o.n) & (len(o.recs) - 1)
 	stamp := int64(min(max(rec.expires, 0), maxExpires)) << 2
 	if rec.depFailed {
 		stamp |= recDepFailed
 	}
 	if rec.err != nil {
 		stamp |= recFailed
-		if b.errs == nil {
-			b.errs = make([]error, len(b.recs))
+		if o.errs == nil {
+			errs := make([]error, len(o.recs))
+			o.errs = &errs
 		}
-		b.errs[b.end] = rec.err
+		(*o.errs)[i] = rec.err
 	}
-	b.hashes[b.end], b.recs[b.end] = h, outcomeRec{rec.id, stamp}
-	b.end++
+	o.hashes[i], o.recs[i] = h, outcomeRec{rec.id, stamp}
 	o.n++
-}
-
-// newBlock returns an empty block to follow last (nil when the ring is
-// empty): the spare when it has the size wanted, else a new one.
-func (o *outcomeRing) newBlock(last *outcomeBlock) *outcomeBlock {
-	size := minOutcomeBlock
-	if last != nil {
-		size = min(2*len(last.recs), maxOutcomeBlock)
-	}
-	if b := o.spare; b != nil && len(b.recs) == size {
-		o.spare = nil
-		return b
-	}
-	return &outcomeBlock{hashes: make([]uint64, size), recs: make([]outcomeRec, size)}
 }
 
 // find returns the newest outcome recorded for id (hash h): a reused ID's
 // latest job is the one that counts.
 func (o *outcomeRing) find(h uint64, id string) (outcome, bool) {
-	for k := len(o.blocks) - 1; k >= 0; k-- {
-		b := o.blocks[k]
-		for i := b.end - 1; i >= b.start; i-- {
-			if b.hashes[i] == h && b.recs[i].id == id {
-				return b.outcome(i), true
+	mask := len(o.recs) - 1
+	for k := int(o.n) - 1; k >= 0; k-- {
+		i := (int(o.start) + k) & mask
+		if o.hashes[i] == h && o.recs[i].id == id {
+			r := &o.recs[i]
+			out := outcome{id: r.id, expires: r.expires(), depFailed: r.stamp&recDepFailed != 0}
+			if r.stamp&recFailed != 0 {
+				out.err = (*o.errs)[i]
 			}
+			return out, true
 		}
 	}
 	return outcome{}, false
 }
 
-// outcome returns record i of b.
-func (b *outcomeBlock) outcome(i int) outcome {
-	r := &b.recs[i]
-	o := outcome{id: r.id, expires: r.expires(), depFailed: r.stamp&recDepFailed != 0}
-	if r.stamp&recFailed != 0 {
-		o.err = b.errs[i]
-	}
-	return o
-}
-
 // expire forgets the outcomes whose window ended before now.
 func (o *outcomeRing) expire(now time.Duration) {
-	for o.n > 0 {
-		b := o.blocks[0]
-		if now <= b.recs[b.start].expires() {
-			return
-		}
+	for o.n > 0 && now > o.recs[o.start].expires() {
 		o.dropOldest()
 	}
 }
 
-// dropOldest forgets the oldest outcome, clearing it for the collector,
-// and lets its block go once it is empty (keeping it as the spare unless
-// the ring is now empty). The ring must hold one.
+// dropOldest forgets the oldest outcome, clearing it for the collector.
 func (o *outcomeRing) dropOldest() {
-	b := o.blocks[0]
-	if b.recs[b.start].stamp&recFailed != 0 {
-		b.errs[b.start] = nil
+	if o.recs[o.start].stamp&recFailed != 0 {
+		(*o.errs)[o.start] = nil
 	}
-	b.hashes[b.start], b.recs[b.start] = 0, outcomeRec{}
-	b.start++
+	o.hashes[o.start], o.recs[o.start] = 0, outcomeRec{}
+	o.start = (o.start + 1) & int32(len(o.recs)-1)
 	o.n--
-	if b.start < b.end {
-		return
+}
+
+// grow makes the ring four times as long (8 at first), keeping the
+// records in order. Growing by four rather than two copies a third as
+// many records, and allocates a third less, on the way to the bound.
+func (o *outcomeRing) grow() {
+	size := min(max(4*len(o.recs), 8), maxShardOutcomes)
+	hashes, recs := make([]uint64, size), make([]outcomeRec, size)
+	var errs []error
+	if o.errs != nil {
+		errs = make([]error, size)
 	}
-	// Empty: the oldest block was full to its end (every block but the
-	// last is), or it was the last one and the ring is now empty.
-	copy(o.blocks, o.blocks[1:])
-	o.blocks[len(o.blocks)-1] = nil
-	o.blocks = o.blocks[:len(o.blocks)-1]
-	switch {
-	case o.n == 0:
-		o.spare = nil // an idle shard keeps nothing
-	case len(b.recs) == maxOutcomeBlock:
-		b.start, b.end = 0, 0
-		o.spare = b
+	for k := range int(o.n) {
+		i := (int(o.start) + k) & (len(o.recs) - 1)
+		hashes[k], recs[k] = o.hashes[i], o.recs[i]
+		if errs != nil {
+			errs[k] = (*o.errs)[i]
+		}
+	}
+	o.hashes, o.recs, o.start = hashes, recs, 0
+	if errs != nil {
+		o.errs = &errs
 	}
 }

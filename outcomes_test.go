@@ -60,7 +60,7 @@ func TestOutcomeRingModel(t *testing.T) {
 			}
 		}
 		full = full || o.n == maxShardOutcomes
-		if o.n != len(model) || o.n > maxShardOutcomes {
+		if int(o.n) != len(model) || o.n > maxShardOutcomes {
 			t.Fatalf("step %d: ring holds %d, model %d", step, o.n, len(model))
 		}
 		if err := o.check(); err != nil {
@@ -72,36 +72,21 @@ func TestOutcomeRingModel(t *testing.T) {
 	}
 }
 
-// check verifies the invariant written at outcomeRing: blocks in order,
-// none empty, all but the last full to the end, all but the first from 0,
-// n their total, and every slot outside [start:end] zero.
+// check verifies the invariant written at outcomeRing: every slot not
+// held is zero, and errors are kept only for held failures.
 func (o *outcomeRing) check() error {
-	total := 0
-	for k, b := range o.blocks {
-		switch {
-		case b.start >= b.end:
-			return fmt.Errorf("block %d of %d is empty", k, len(o.blocks))
-		case k < len(o.blocks)-1 && b.end != len(b.recs):
-			return fmt.Errorf("block %d of %d is not full to its end", k, len(o.blocks))
-		case k > 0 && b.start != 0:
-			return fmt.Errorf("block %d of %d does not start at 0", k, len(o.blocks))
+	mask := len(o.recs) - 1
+	for i := range o.recs {
+		held := (i-int(o.start))&mask < int(o.n)
+		if !held && (o.recs[i] != outcomeRec{} || o.hashes[i] != 0) {
+			return fmt.Errorf("slot %d keeps a forgotten record", i)
 		}
-		for i := range b.recs {
-			held := i >= b.start && i < b.end
-			if !held && (b.recs[i] != outcomeRec{} || b.hashes[i] != 0) {
-				return fmt.Errorf("block %d keeps a forgotten record at %d", k, i)
-			}
-			if b.errs != nil && b.errs[i] != nil && (!held || b.recs[i].stamp&recFailed == 0) {
-				return fmt.Errorf("block %d keeps an error at %d that no held failure has", k, i)
-			}
+		if o.errs != nil && (*o.errs)[i] != nil && (!held || o.recs[i].stamp&recFailed == 0) {
+			return fmt.Errorf("slot %d keeps an error that no held failure has", i)
 		}
-		total += b.end - b.start
 	}
-	if total != o.n || o.n > maxShardOutcomes {
-		return fmt.Errorf("blocks hold %d records, n is %d", total, o.n)
-	}
-	if o.n == 0 && o.spare != nil {
-		return fmt.Errorf("an empty ring keeps a spare block")
+	if o.n > maxShardOutcomes || int(o.n) > len(o.recs) {
+		return fmt.Errorf("the ring holds %d records in %d slots", o.n, len(o.recs))
 	}
 	return nil
 }
