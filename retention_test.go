@@ -215,13 +215,16 @@ func TestDependencyWindowForever(t *testing.T) {
 	}
 }
 
-// TestOutcomesAcrossBlocksHammer: under the defaults, while several
+// TestOutcomeRingHammer: under the defaults, while several
 // goroutines finish jobs (a quarter failing), each outcome among the last
 // 1,500 to finish is found by a dependent submitted meanwhile, with the
 // right verdict: fewer than any shard's 2,048, so none may be forgotten,
-// while each shard's outcomes fill blocks, wrap and reuse them many times
-// over (12,000 jobs and their dependents).
-func TestOutcomesAcrossBlocksHammer(t *testing.T) {
+// while each shard's ring grows, reaches its bound and wraps (12,000 jobs
+// and their dependents). A dependency lies some 50 records deep in its
+// shard's ring on average (1,500 over 32 shards): a lookup that stopped
+// after the newest 32 fails this test; the full depth, to the bound, is
+// TestOutcomeRingModel's.
+func TestOutcomeRingHammer(t *testing.T) {
 	const goroutines, perGoroutine, recent = 4, 3000, 1500
 	p := newTestPool(t, qpool.WithWorkers(4))
 	errBoom := errors.New("boom")
