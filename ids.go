@@ -2,6 +2,7 @@ package qpool
 
 import (
 	"hash/maphash"
+	"math"
 	"sync"
 	"time"
 )
@@ -73,6 +74,16 @@ func (r *idRegistry) lazy() bool { return r.ttl <= 0 && r.window <= 0 }
 // every job it finishes.
 func (r *idRegistry) now() time.Duration { return time.Since(r.epoch) }
 
+// later returns now+d, or the latest time there is when that overflows: a
+// TTL or window of math.MaxInt64 means "forever", not an expiry in the
+// past. now is not negative (it counts from the registry's epoch).
+func later(now, d time.Duration) time.Duration {
+	if t := now + d; t >= now {
+		return t
+	}
+	return math.MaxInt64
+}
+
 // shard returns id's shard and hash.
 func (r *idRegistry) shard(id string) (*idShard, uint64) {
 	h := maphash.String(r.seed, id)
@@ -138,13 +149,13 @@ func (r *idRegistry) finished(j *job) {
 	case r.ttl > 0:
 		s, _ := r.shard(j.id)
 		s.mu.Lock()
-		s.retained = append(s.retained, retainedJob{j, r.now() + r.ttl})
+		s.retained = append(s.retained, retainedJob{j, later(r.now(), r.ttl)})
 		s.mu.Unlock()
 	case r.window > 0:
 		s, h := r.shard(j.id)
 		s.mu.Lock()
 		if s.jobs.remove(h, j) {
-			s.outcomes.put(h, outcomeOf(j, r.now()+r.window))
+			s.outcomes.put(h, outcomeOf(j, later(r.now(), r.window)))
 		}
 		s.mu.Unlock()
 	}
@@ -171,7 +182,7 @@ func (s *idShard) expire(r *idRegistry) {
 		rj := s.retained[i]
 		h := maphash.String(r.seed, rj.j.id)
 		if s.jobs.remove(h, rj.j) && r.window > r.ttl { // unless replaced
-			s.outcomes.put(h, outcomeOf(rj.j, rj.expires-r.ttl+r.window))
+			s.outcomes.put(h, outcomeOf(rj.j, later(rj.expires-r.ttl, r.window)))
 		}
 		s.retained[i] = retainedJob{}
 	}

@@ -138,7 +138,8 @@ type resultTTLOption time.Duration
 // [WithDependencies], as an outcome does within [WithDependencyWindow].
 // Retained jobs are dropped lazily once their TTL has passed: by later
 // submissions and lookups and by the idle reaper; and all at once by
-// Close.
+// Close. A TTL too long to add to the clock (math.MaxInt64) keeps them
+// until Close.
 func WithResultTTL(d time.Duration) Option { return resultTTLOption(d) }
 
 func (o resultTTLOption) applyPool(c *poolConfig) { c.resultTTL = max(time.Duration(o), 0) }
@@ -153,8 +154,9 @@ type depWindowOption time.Duration
 // a job whose dependency succeeded within the window runs, one whose
 // dependency failed fails with [ErrDependencyFailed]. The outcome is all
 // that is kept: the job and its value belong to the future alone. A pool
-// remembers at most 65,536 outcomes, the oldest going first past that. A
-// dependency on an ID the pool no longer knows fails with
+// remembers at most 65,536 outcomes, the oldest going first past that,
+// however long the window (math.MaxInt64 keeps each until that bound or
+// Close). A dependency on an ID the pool no longer knows fails with
 // [ErrUnknownDependency].
 //
 // Zero or less keeps no outcomes: a dependency then counts only while it

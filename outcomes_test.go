@@ -26,6 +26,7 @@ func TestOutcomeRingModel(t *testing.T) {
 			rec := outcome{id: fmt.Sprint("j", rng.IntN(3000)), expires: now + time.Duration(rng.IntN(50))}
 			if rng.IntN(3) == 0 {
 				rec.err = errFail
+				rec.depFailed = rng.IntN(2) == 0
 			}
 			// Expiries in the ring are in order of recording, as the
 			// registry's are (one window, a clock that moves forward).
@@ -59,11 +60,33 @@ func TestOutcomeRingModel(t *testing.T) {
 			}
 		}
 		full = full || o.n == maxShardOutcomes
-		if o.n != len(model) || o.n > maxShardOutcomes {
+		if int(o.n) != len(model) || o.n > maxShardOutcomes {
 			t.Fatalf("step %d: ring holds %d, model %d", step, o.n, len(model))
+		}
+		if err := o.check(); err != nil {
+			t.Fatalf("step %d: %v", step, err)
 		}
 	}
 	if !full {
 		t.Fatal("the ring never reached its bound: the wrap went untested")
 	}
+}
+
+// check verifies the invariant written at outcomeRing: every slot not
+// held is zero, and errors are kept only for held failures.
+func (o *outcomeRing) check() error {
+	mask := len(o.recs) - 1
+	for i := range o.recs {
+		held := (i-int(o.start))&mask < int(o.n)
+		if !held && (o.recs[i] != outcomeRec{} || o.hashes[i] != 0) {
+			return fmt.Errorf("slot %d keeps a forgotten record", i)
+		}
+		if o.errs != nil && (*o.errs)[i] != nil && (!held || o.recs[i].stamp&recFailed == 0) {
+			return fmt.Errorf("slot %d keeps an error that no held failure has", i)
+		}
+	}
+	if o.n > maxShardOutcomes || int(o.n) > len(o.recs) {
+		return fmt.Errorf("the ring holds %d records in %d slots", o.n, len(o.recs))
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -193,5 +194,93 @@ func TestJobFailedForItsDependenciesCountsUnderItsID(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDependencyWindowForever: a window or a TTL too long to add to the
+// clock (math.MaxInt64, "forever") keeps outcomes and results, rather than
+// overflowing into an expiry in the past.
+func TestDependencyWindowForever(t *testing.T) {
+	for name, opt := range map[string]qpool.Option{
+		"window": qpool.WithDependencyWindow(math.MaxInt64),
+		"ttl":    qpool.WithResultTTL(math.MaxInt64),
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := newTestPool(t, opt)
+			_, err := wait(t, p.Schedule("a", ok))
+			require.NoError(t, err)
+			_, err = wait(t, p.Schedule("b", ok, qpool.WithDependencies("a")))
+			assert.NoError(t, err, "the finished dependency was forgotten at once")
+		})
+	}
+}
+
+// TestOutcomeRingHammer: under the defaults, while several
+// goroutines finish jobs (a quarter failing), each outcome among the last
+// 1,500 to finish is found by a dependent submitted meanwhile, with the
+// right verdict: fewer than any shard's 2,048, so none may be forgotten,
+// while each shard's ring grows, reaches its bound and wraps (12,000 jobs
+// and their dependents). A dependency lies some 50 records deep in its
+// shard's ring on average (1,500 over 32 shards): a lookup that stopped
+// after the newest 32 fails this test; the full depth, to the bound, is
+// TestOutcomeRingModel's.
+func TestOutcomeRingHammer(t *testing.T) {
+	const goroutines, perGoroutine, recent = 4, 3000, 1500
+	p := newTestPool(t, qpool.WithWorkers(4))
+	errBoom := errors.New("boom")
+	type done struct {
+		id     string
+		failed bool
+	}
+	var mu sync.Mutex
+	var finished []done
+	record := func(id string, err error) {
+		mu.Lock()
+		finished = append(finished, done{id, err != nil})
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			ctx := context.Background()
+			for i := range perGoroutine {
+				id := fmt.Sprintf("h-%d-%d", g, i)
+				fail := rand.N(4) == 0
+				_, err := p.Schedule(id, func() (any, error) {
+					if fail {
+						return nil, errBoom
+					}
+					return nil, nil
+				}).Wait(ctx)
+				record(id, err)
+				if rand.N(2) == 0 {
+					continue
+				}
+				mu.Lock()
+				dep := finished[len(finished)-1-rand.N(min(len(finished), recent))]
+				mu.Unlock()
+				child := id + "-child"
+				_, err = p.Schedule(child, ok, qpool.WithDependencies(dep.id)).Wait(ctx)
+				switch {
+				case errors.Is(err, qpool.ErrUnknownDependency):
+					t.Errorf("%s: the outcome of %s was forgotten: %v", child, dep.id, err)
+					return
+				case dep.failed && !(errors.Is(err, qpool.ErrDependencyFailed) && errors.Is(err, errBoom)):
+					t.Errorf("%s: %s failed, got %v", child, dep.id, err)
+					return
+				case !dep.failed && err != nil:
+					t.Errorf("%s: %s succeeded, got %v", child, dep.id, err)
+					return
+				}
+				record(child, err)
+			}
+		})
+	}
+	stop := make(chan struct{})
+	go func() { wg.Wait(); close(stop) }()
+	select {
+	case <-stop:
+	case <-time.After(60 * time.Second):
+		t.Fatal("watchdog: the hammer did not finish")
 	}
 }
