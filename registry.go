@@ -245,9 +245,6 @@ func (p *Pool) resolve(j *job, err error, panicked bool, allowed ...int32) bool 
 // caller to fail after j's waiters were woken.
 func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 	j.asContext().release()
-	if h := j.cfg.onResolve; h != nil {
-		h.resolved(j) // a group's count, before the waiters are woken
-	}
 	switch {
 	case err == nil:
 		p.stats.succeeded.Add(1)
@@ -256,6 +253,12 @@ func (p *Pool) settle(j *job, err error, panicked bool) (failed []*job) {
 		fallthrough
 	default:
 		p.stats.failed.Add(1)
+	}
+	if h := j.cfg.onResolve; h != nil {
+		// A group's count, before the waiters are woken and after the
+		// pool's, so that Stats after Group.Wait counts the job as after
+		// Future.Wait.
+		h.resolved(j)
 	}
 	ready, failed := p.release(j, err)
 	for _, d := range ready {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"sort"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -38,6 +37,8 @@ const fastWait = 250 * time.Millisecond
 // [*UnconfirmedError], whose Retry stores the change at most once. The
 // next Append settles such a change first (stores it, if it was not), so
 // that it can never be stored after a later one: see UnconfirmedError.
+// Settling has a timeout of its own, so an Append that must settle an
+// earlier change may take up to twice the ledger's timeout.
 func (l *Ledger) Append(ctx context.Context, m qpool.Mutation) (qpool.StateChange, error) {
 	return l.append(ctx, nuid.Next(), m, true, false)
 }
@@ -60,13 +61,41 @@ func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh,
 		return qpool.StateChange{}, &UnconfirmedError{MsgID: id, Mutation: m, l: l,
 			err: fmt.Errorf("natsledger: append %q to stream %s: %w: %w", m.Key, l.stream, ErrUnavailable, err)}
 	}
+	return l.recordTracked(ctx, id, m, fresh, nil)
+}
+
+// appendAgain is Retry's append of e's change: an error it fails with
+// shares e's settlement, so that every UnconfirmedError of one message ID
+// learns that it has been settled, however many Retries failed before.
+func (l *Ledger) appendAgain(ctx context.Context, e *UnconfirmedError) (qpool.StateChange, error) {
+	if err := l.settle(ctx, e.MsgID); err != nil {
+		u := &UnconfirmedError{MsgID: e.MsgID, Mutation: e.Mutation, s: e.s, l: l,
+			err: fmt.Errorf("natsledger: append %q to stream %s: %w: %w", e.Mutation.Key, l.stream, ErrUnavailable, err)}
+		return qpool.StateChange{}, u
+	}
+	return l.recordTracked(ctx, e.MsgID, e.Mutation, false, e.s)
+}
+
+// recordTracked records m under id and keeps the unsettled list true: an
+// outcome still unknown is listed (sharing s, a Retry's settlement, when
+// given), a known one (stored, or refused for good) is settled.
+func (l *Ledger) recordTracked(ctx context.Context, id string, m qpool.Mutation, fresh bool, s *settlement) (qpool.StateChange, error) {
 	c, err := l.record(ctx, id, m, fresh)
 	var u *UnconfirmedError
 	switch {
-	case errors.As(err, &u) && u.MsgID == id && !u.Stored:
-		l.unsettled.add(u)
+	case errors.As(err, &u) && u.MsgID == id:
+		if s != nil {
+			u.s = s
+		}
+		if !u.Stored {
+			l.unsettled.add(u) // unless it has been settled meanwhile
+			return c, err
+		}
+		l.unsettled.settled(id, nil) // stored: a late copy is a duplicate
+	case err == nil:
+		l.unsettled.settled(id, &c)
 	case !fresh:
-		l.unsettled.settled(id)
+		l.unsettled.settled(id, nil) // refused for good
 	}
 	return c, err
 }
@@ -157,9 +186,9 @@ type UnconfirmedError struct {
 	Stored   bool
 	Sequence uint64
 
-	recorded atomic.Pointer[qpool.StateChange] // the change as stored, once settled
-	l        *Ledger
-	err      error // wraps ErrUnavailable and the cause
+	s   *settlement // shared by every UnconfirmedError of this message ID
+	l   *Ledger
+	err error // wraps ErrUnavailable and the cause
 }
 
 func (e *UnconfirmedError) Error() string { return e.err.Error() }
@@ -183,17 +212,21 @@ func (e *UnconfirmedError) Retry(ctx context.Context) (qpool.StateChange, error)
 	if e == nil || e.l == nil {
 		return qpool.StateChange{}, fmt.Errorf("natsledger: %w: Retry of an UnconfirmedError that no Append returned", ErrInvalidConfig)
 	}
-	if c := e.recorded.Load(); c != nil {
+	if c := e.settled(); c != nil {
 		return *c, nil // settled already, by an append or an earlier Retry
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	c, err := e.l.append(ctx, e.MsgID, e.Mutation, false, false)
-	if err == nil {
-		e.recorded.Store(&c)
+	return e.l.appendAgain(ctx, e)
+}
+
+// settled returns the change as recorded once it is settled, else nil.
+func (e *UnconfirmedError) settled() *qpool.StateChange {
+	if e.s == nil {
+		return nil
 	}
-	return c, err
+	return e.s.recorded.Load()
 }
 
 // appended returns the change m recorded at stream sequence seq.

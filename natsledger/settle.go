@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/qpool/qpool"
 )
 
 // unsettled keeps the ledger's appends whose outcome is unknown, so that
@@ -39,30 +41,59 @@ import (
 // on a timeout.
 type unsettled struct {
 	n    atomic.Int32 // len(list), read without mu on the append path
-	mu   sync.Mutex   // guards the fields below
+	mu   sync.Mutex   // guards the fields below, and every settlement's recorded once listed
 	list []*UnconfirmedError
 	busy chan struct{} // non-nil while an append settles an entry; closed when it is done
 }
 
-// add records u, an append whose outcome is unknown, unless it
-// is there already (a Retry that failed again).
-func (s *unsettled) add(u *UnconfirmedError) {
-	s.mu.Lock()
-	if !slices.ContainsFunc(s.list, func(v *UnconfirmedError) bool { return v.MsgID == u.MsgID }) {
-		s.list = append(s.list, u)
-		s.n.Store(int32(len(s.list)))
-	}
-	s.mu.Unlock()
+// settlement is what every UnconfirmedError of one message ID shares: the
+// change as recorded, once it is settled, so that a Retry of any of them
+// returns it and publishes nothing.
+type settlement struct {
+	recorded atomic.Pointer[qpool.StateChange]
+	done     bool // settled (stored or refused for good); guarded by unsettled.mu
 }
 
-// settled removes the entry of message ID id, which a Retry has just
-// settled (stored, or refused for good).
-func (s *unsettled) settled(id string) {
+// add records u, an append whose outcome is unknown, unless it has been
+// settled meanwhile (a Retry that failed while another append settled the
+// same change) or is listed already (a Retry that failed again: u then
+// shares the listed one's settlement).
+func (s *unsettled) add(u *UnconfirmedError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u.s == nil {
+		u.s = new(settlement)
+	}
+	if u.s.done {
+		return
+	}
+	for _, v := range s.list {
+		if v.MsgID == u.MsgID {
+			u.s = v.s
+			return
+		}
+	}
+	s.list = append(s.list, u)
+	s.n.Store(int32(len(s.list)))
+}
+
+// settled marks the change of message ID id settled, with c as recorded
+// when known, and takes it off the list.
+func (s *unsettled) settled(id string, c *qpool.StateChange) {
 	if s.n.Load() == 0 {
 		return
 	}
 	s.mu.Lock()
-	s.list = slices.DeleteFunc(s.list, func(u *UnconfirmedError) bool { return u.MsgID == id })
+	s.list = slices.DeleteFunc(s.list, func(u *UnconfirmedError) bool {
+		if u.MsgID != id {
+			return false
+		}
+		u.s.done = true
+		if c != nil {
+			u.s.recorded.Store(c)
+		}
+		return true
+	})
 	s.n.Store(int32(len(s.list)))
 	s.mu.Unlock()
 }
@@ -101,15 +132,18 @@ func (l *Ledger) settle(ctx context.Context, skip string) error {
 
 		c, err := l.append(ctx, u.MsgID, u.Mutation, false, true)
 		var again *UnconfirmedError
-		still := errors.As(err, &again)
-		if err == nil {
-			u.recorded.Store(&c) // so that a Retry of u stores nothing more
-		}
+		// Acknowledged (Stored: only the replica is behind) settles it too:
+		// a late copy is then a duplicate.
+		still := errors.As(err, &again) && !again.Stored
 
 		s.mu.Lock()
 		close(s.busy)
 		s.busy = nil
 		if !still { // stored, or refused for good (the ledger closed, say)
+			u.s.done = true
+			if err == nil {
+				u.s.recorded.Store(&c) // so that a Retry stores nothing more
+			}
 			s.list = slices.DeleteFunc(s.list, func(v *UnconfirmedError) bool { return v == u })
 			s.n.Store(int32(len(s.list)))
 		}

@@ -2,6 +2,7 @@ package natsledger_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -373,4 +374,43 @@ func TestConcurrentRetriesOfOneChange(t *testing.T) {
 	require.Equal(t, []string{"k=v0", "k=a", "k=b", "marker=true"}, order)
 	v, _ := e.GetState("k")
 	require.Equal(t, "b", v)
+}
+
+// TestRetryOfAFailedRetryAfterTheSettle: a failed Retry returns a new
+// *UnconfirmedError (u2). A later append settles the change through the
+// listed error u; u2 shares u's settlement, so its Retry returns the
+// change as stored and publishes nothing, even past the duplicate window.
+// (Found by a review: u2.Retry published again, and past the window the
+// old value was stored after the later one.)
+func TestRetryOfAFailedRetryAfterTheSettle(t *testing.T) {
+	ts := startServer(t)
+	const window = time.Second
+	e, l, nc, u, held := heldUnconfirmed(t, ts, func(e *qpool.Entanglement) error {
+		return e.UpdateState("k", "a")
+	}, natsledger.WithDuplicateWindow(window))
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := u.Retry(cctx)
+	var u2 *natsledger.UnconfirmedError
+	require.True(t, errors.As(err, &u2), "err %v", err)
+	require.NotSame(t, u, u2)
+	waitConnected(t, nc)
+	watchdog := time.Now().Add(20 * time.Second)
+	for err = e.UpdateState("k", "b"); err != nil; err = e.UpdateState("k", "b") {
+		require.ErrorIs(t, err, natsledger.ErrUnavailable)
+		require.True(t, time.Now().Before(watchdog), "watchdog: %v", err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Positive(t, deliver(t, held))
+	c1, err := u.Retry(context.Background())
+	require.NoError(t, err)
+	time.Sleep(window + window/2)
+	c2, err := u2.Retry(context.Background())
+	require.NoError(t, err)
+	_, err = l.Append(context.Background(), qpool.Mutation{Key: "marker", Value: true})
+	require.NoError(t, err)
+	t.Logf("u.Retry seq %d, u2.Retry seq %d, history %v", c1.Sequence, c2.Sequence, keyOrder(t, e))
+	v, _ := e.GetState("k")
+	require.Equal(t, "b", v, "the settled change a was stored again after b")
+	require.Equal(t, c1.Sequence, c2.Sequence, "Retry of a settled change published again")
 }
