@@ -41,7 +41,7 @@ import (
 // on a timeout.
 type unsettled struct {
 	n    atomic.Int32 // len(list), read without mu on the append path
-	mu   sync.Mutex   // guards the fields below, and every settlement's recorded once listed
+	mu   sync.Mutex   // guards the fields below, and the done flag of every settlement
 	list []*UnconfirmedError
 	busy chan struct{} // non-nil while an append settles an entry; closed when it is done
 }
