@@ -40,28 +40,19 @@ const fastWait = 250 * time.Millisecond
 // Settling has a timeout of its own, so an Append that must settle an
 // earlier change may take up to twice the ledger's timeout.
 func (l *Ledger) Append(ctx context.Context, m qpool.Mutation) (qpool.StateChange, error) {
-	return l.append(ctx, nuid.Next(), m, true, false)
+	return l.append(ctx, nuid.Next(), m)
 }
 
-// append records m under message ID id. A fresh ID was never published,
-// so its first attempt may skip the acknowledgement; a retried one always
-// asks for it, since its message may be stored and applied already, and
-// then only the acknowledgement (a duplicate's) names its sequence.
-//
-// Unless settling (the call settles an earlier append itself), it first
-// settles every earlier append whose outcome is unknown, and records the
-// append in the unsettled list if its own outcome is unknown: see
-// [unsettled].
-func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation, fresh, settling bool) (qpool.StateChange, error) {
-	if settling {
-		return l.record(ctx, id, m, fresh)
-	}
+// append records m, a fresh change, under a new message ID id, after it
+// has settled every earlier append whose outcome is unknown, and lists it
+// if its own outcome is unknown: see [unsettled].
+func (l *Ledger) append(ctx context.Context, id string, m qpool.Mutation) (qpool.StateChange, error) {
 	if err := l.settle(ctx, id); err != nil {
 		// Not published: nothing of this change can be stored later.
 		return qpool.StateChange{}, &UnconfirmedError{MsgID: id, Mutation: m, l: l,
 			err: fmt.Errorf("natsledger: append %q to stream %s: %w: %w", m.Key, l.stream, ErrUnavailable, err)}
 	}
-	return l.recordTracked(ctx, id, m, fresh, nil)
+	return l.recordTracked(ctx, id, m, true, nil)
 }
 
 // appendAgain is Retry's append of e's change: an error it fails with
@@ -101,6 +92,10 @@ func (l *Ledger) recordTracked(ctx context.Context, id string, m qpool.Mutation,
 }
 
 // record publishes m under message ID id and waits until it is recorded.
+// A fresh ID was never published, so its first attempt may skip the
+// acknowledgement; a retried one always asks for it, since its message may
+// be stored and applied already, and then only the acknowledgement (a
+// duplicate's) names its sequence.
 func (l *Ledger) record(ctx context.Context, id string, m qpool.Mutation, fresh bool) (qpool.StateChange, error) {
 	msg, err := l.message(m)
 	if err != nil {
@@ -191,6 +186,7 @@ type UnconfirmedError struct {
 	err error // wraps ErrUnavailable and the cause
 }
 
+// Error implements error.
 func (e *UnconfirmedError) Error() string { return e.err.Error() }
 
 // Unwrap returns the underlying error, which wraps [ErrUnavailable].

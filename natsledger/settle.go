@@ -130,7 +130,7 @@ func (l *Ledger) settle(ctx context.Context, skip string) error {
 		s.busy = make(chan struct{})
 		s.mu.Unlock()
 
-		c, err := l.append(ctx, u.MsgID, u.Mutation, false, true)
+		c, err := l.record(ctx, u.MsgID, u.Mutation, false)
 		var again *UnconfirmedError
 		// Acknowledged (Stored: only the replica is behind) settles it too:
 		// a late copy is then a duplicate.
