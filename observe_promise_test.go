@@ -289,7 +289,9 @@ func hammerRound(t *testing.T, round int, l *lifecycle) {
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("watchdog: round %d hung (%d observer calls, %d finished)", round, l.calls.Load(), l.finished.Load())
+		buf := make([]byte, 1<<22)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("watchdog: round %d hung (%d observer calls, %d finished); stacks:\n%s", round, l.calls.Load(), l.finished.Load(), buf)
 	}
 	l.check(t, submits.Load())
 }
@@ -338,10 +340,12 @@ func hammerSubmitter(p *qpool.Pool, l *lifecycle, round, g int, stop <-chan stru
 				return n, nil
 			}, qpool.WithRetry(1+rand.IntN(3), time.Duration(rand.IntN(2))*time.Microsecond)))
 		case 4:
+			// The timeout is at least 1µs: WithTimeout(0) means none, and
+			// the job would then hold a graceful Close for ever.
 			futs = append(futs, qpool.Submit(p, id, func(ctx context.Context) (any, error) {
 				<-ctx.Done()
 				return nil, ctx.Err()
-			}, qpool.WithTimeout(time.Duration(rand.IntN(200))*time.Microsecond), qpool.WithRetry(2, 0)))
+			}, qpool.WithTimeout(time.Duration(1+rand.IntN(200))*time.Microsecond), qpool.WithRetry(2, 0)))
 		case 5:
 			dep := fmt.Sprintf("r%d-g%d-%d", round, g, rand.IntN(i+1))
 			futs = append(futs, p.Schedule(id, func() (any, error) { return nil, nil }, qpool.WithDependencies(dep)))
