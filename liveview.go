@@ -183,22 +183,21 @@ func (p *Pool) Entanglements(limit int) []*Entanglement {
 				return
 			}
 			seen[e] = true
-			out = append(out, e)
+			// Closed ones are left out here, not after the walk, so that
+			// they do not take places the limit counts
+			// (TestPoolEntanglements). usable's checks, without the
+			// error: atomics only, no lock of the entanglement's under
+			// the registry's.
+			if e = e.or(); e.invalid == nil && !e.ended() {
+				out = append(out, e)
+			}
 		})
 		s.mu.Unlock()
 		if len(out) >= limit {
 			break
 		}
 	}
-	// Checked outside the registry's locks: usable takes none, but it is
-	// the entanglement's business, not the registry's.
-	open := out[:0]
-	for _, e := range out {
-		if e.or().usable() == nil {
-			open = append(open, e)
-		}
-	}
-	return open
+	return out
 }
 
 // Job returns the job with this ID: a live one, or a finished one the

@@ -17,6 +17,8 @@ func TestPoolEntanglements(t *testing.T) {
 	p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithQueueSize(64))
 	defer p.Close()
 	gate := make(chan struct{})
+	var openGate sync.Once
+	defer openGate.Do(func() { close(gate) }) // a failed check must not leave Close waiting on the jobs
 	block := func() (any, error) { <-gate; return nil, nil }
 	e1 := qpool.NewEntanglement("e1", nil, 0)
 	e2 := qpool.NewEntanglement("e2", nil, 0)
@@ -54,7 +56,7 @@ func TestPoolEntanglements(t *testing.T) {
 			}
 		}
 	})
-	close(gate)
+	openGate.Do(func() { close(gate) })
 	p.Wait()
 	close(stop)
 	wg.Wait()
