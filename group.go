@@ -327,21 +327,25 @@ func (g *Group[T]) submit(id string, generate bool, fn func(context.Context) (T,
 	switch {
 	case g.pool == nil:
 		c.resolveHere(id, nil, jobError(id, fmt.Errorf("%w: nil pool", ErrInvalidJob)))
+	case !g.pool.valid(): // a zero Pool: startWith would resolve it without the hook
+		c.resolveHere(id, g.pool, jobError(id, ErrInvalidPool))
 	case !generate && isGeneratedID(id):
 		c.resolveHere(id, g.pool, jobError(id, fmt.Errorf("%w: the form of a group's generated IDs", ErrInvalidJob)))
 	case g.ctx.Err() != nil: // stopping, or about to be (see stop)
 		c.resolveHere(id, g.pool, jobError(id, context.Cause(g.ctx)))
 	default:
+		// From here the pool resolves the job, refused (reject) or
+		// accepted (settle), and calls the hook, which completes it.
+		// The submitter must not complete it itself, even when it finds
+		// it done: a worker may have resolved it and not yet counted it
+		// in Stats, which Wait's caller may read next
+		// (TestGroupWaitThenStats).
 		g.pool.startWith(&c.job, c, id, fn == nil, &g.jobCfg, opts)
 		c.flags.Or(gStarted)
-		if !c.isDone() {
-			if g.stopping.Load() { // stop may not have seen it started
-				g.fail(c)
-			}
-			return &c.fut
+		if !c.isDone() && g.stopping.Load() { // stop may not have seen it started
+			g.fail(c)
 		}
-		// Refused by the pool (it resolved the job without telling the
-		// group: see reject), or already finished: complete counts once.
+		return &c.fut
 	}
 	g.complete(c)
 	return &c.fut
@@ -528,9 +532,8 @@ func (c *gcall[T]) resolveHere(id string, p *Pool, err error) {
 // resolved is the pool's resolution hook for the group's jobs (jobConfig's
 // onResolve): settle calls it once for every resolution of an accepted job,
 // on the resolving goroutine, after the job's context has ended and before
-// its waiters are woken, outside every lock of the pool. A job the pool
-// refuses (reject) is resolved without it, inside Submit: submit looks for
-// that.
+// its waiters are woken, outside every lock of the pool; reject calls it
+// too, for a job the pool refuses, after counting it.
 func (g *Group[T]) resolved(j *job) {
 	if c, ok := j.r.(*gcall[T]); ok {
 		g.complete(c)

@@ -87,8 +87,11 @@ func validate(j *job, nilFn bool) error {
 // reject resolves a job that was never accepted.
 func (p *Pool) reject(j *job, err error) {
 	j.tryResolve(err)
-	j.wake()
 	p.stats.failed.Add(1)
+	if h := j.cfg.onResolve; h != nil {
+		h.resolved(j) // counted first, as in settle
+	}
+	j.wake()
 	if p.obs != nil {
 		p.observeRefused(j, err)
 	}
