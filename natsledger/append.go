@@ -441,6 +441,8 @@ func (l *Ledger) timestamp(ctx context.Context, seq uint64) int64 {
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	switch {
+	case inProcess(err):
+		return true
 	case errors.As(err, &apiErr):
 		return false
 	case errors.Is(err, qpool.ErrClosed), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrBadSubject),
@@ -448,6 +450,23 @@ func retryable(err error) bool {
 		return false
 	}
 	return true
+}
+
+// errCodeDuplicateInProcess is JetStream's JSStreamDuplicateMessageConflict
+// ("duplicate message id is in process"), which nats.go has no constant
+// for: a replicated stream's leader answers it to a message whose ID it
+// has seen in a proposal not yet applied. Nothing is decided: the first
+// copy may still be stored, or lost with a leader that failed.
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+// inProcess reports JetStream's answer that a message with the same ID is
+// being stored: the outcome is unknown, so the publish is retried as if no
+// answer had come (and, if the retries run out, is unconfirmed rather than
+// refused). Found by TestLeaderKilled: a republish during a leader change
+// failed with it as if the change had been refused.
+func inProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess
 }
 
 // isConflict reports JetStream's wrong-last-sequence error, with the code
@@ -486,7 +505,7 @@ func (l *Ledger) unavailable(ctx context.Context, id string, m qpool.Mutation, e
 		return fmt.Errorf("natsledger: append %q: %w", m.Key, err)
 	}
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) || errors.Is(err, nats.ErrMaxPayload) {
+	if (errors.As(err, &apiErr) && !inProcess(err)) || errors.Is(err, nats.ErrMaxPayload) {
 		return fmt.Errorf("natsledger: append %q to stream %s: %w", m.Key, l.stream, err)
 	}
 	if cerr := context.Cause(ctx); cerr != nil && !errors.Is(err, cerr) {

@@ -242,7 +242,7 @@ func TestRetryFindsStoredChange(t *testing.T) {
 	e, err := qpool.OpenEntanglement(ctx, id, nil, 0, qpool.WithLedger(l))
 	require.NoError(t, err)
 	defer func() { require.NoError(t, e.Close()) }()
-	require.NoError(t, e.UpdateState("n", 1.0))
+	updateUntilStored(t, e, "n", 1.0)
 
 	for i, change := range []func() error{
 		func() error { return e.UpdateState("k", "v") },

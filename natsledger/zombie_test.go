@@ -219,7 +219,7 @@ func TestUnconfirmedAppendNeverOverwritesALaterOne(t *testing.T) {
 		e, err := qpool.OpenEntanglement(ctx, id, nil, 0, qpool.WithLedger(l))
 		require.NoError(t, err)
 
-		require.NoError(t, e.UpdateState("k", 1))
+		updateUntilStored(t, e, "k", 1)
 		held := px.hold()
 		err = e.UpdateState("k", 2)
 		var u *natsledger.UnconfirmedError
@@ -276,12 +276,30 @@ func heldUnconfirmed(t *testing.T, ts *testServer, update func(e *qpool.Entangle
 	e, err := qpool.OpenEntanglement(context.Background(), id, nil, 0, qpool.WithLedger(l))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = e.Close() })
-	require.NoError(t, e.UpdateState("k", "v0"))
+	updateUntilStored(t, e, "k", "v0")
 	held := px.hold()
 	var u *natsledger.UnconfirmedError
 	require.ErrorAs(t, update(e), &u, "an update whose publish is held")
 	detach(held)
 	return e, l, nc, u, held
+}
+
+// updateUntilStored calls UpdateState(key, v) until it returns nil. With
+// these tests' short timeouts an update may fail as unavailable on a loaded
+// machine; the next one settles it first (settle.go), so the loop ends with
+// v stored last.
+func updateUntilStored(t *testing.T, e *qpool.Entanglement, key string, v any) {
+	t.Helper()
+	watchdog := time.Now().Add(20 * time.Second)
+	for {
+		err := e.UpdateState(key, v)
+		if err == nil {
+			return
+		}
+		require.ErrorIs(t, err, natsledger.ErrUnavailable)
+		require.True(t, time.Now().Before(watchdog), "watchdog: UpdateState(%q) never succeeded: %v", key, err)
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitConnected waits until nc has reconnected.
@@ -361,7 +379,7 @@ func TestConcurrentRetriesOfOneChange(t *testing.T) {
 		require.NoError(t, errs[i], "Retry %d", i)
 		require.Equal(t, seqs[0], seqs[i], "Retry %d", i)
 	}
-	require.NoError(t, e.UpdateState("k", "b"))
+	updateUntilStored(t, e, "k", "b")
 	require.Positive(t, deliver(t, held))
 
 	time.Sleep(window + window/2) // past the duplicate window: a publish would store again
