@@ -52,6 +52,10 @@ type store struct {
 	ns        string
 	retention time.Duration
 	maxData   int
+	// replicas is what the streams and buckets are made with; replicasSet
+	// says the option was given, so that existing ones must have as many.
+	replicas    int
+	replicasSet bool
 
 	jobs    jetstream.KeyValue // claims: one record per job ID, created at submit
 	results jetstream.KeyValue // outcomes: created once per job ID
@@ -64,9 +68,11 @@ type store struct {
 
 // common holds the options a client and a worker share.
 type common struct {
-	ns        string
-	codec     qpool.Codec
-	retention time.Duration
+	ns          string
+	codec       qpool.Codec
+	retention   time.Duration
+	replicas    int  // WithReplicas, if replicasSet
+	replicasSet bool // WithReplicas was given: existing streams and buckets must match
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, error) {
@@ -76,11 +82,14 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	if !nameRE.MatchString(c.ns) {
 		return nil, fmt.Errorf("%w: namespace %q", ErrInvalidOption, c.ns)
 	}
+	if c.replicasSet && (c.replicas < 1 || c.replicas > MaxReplicas) {
+		return nil, fmt.Errorf("%w: %d replicas (1 to %d)", ErrInvalidOption, c.replicas, MaxReplicas)
+	}
 	nc := js.Conn()
 	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
 		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
 	}
-	s := &store{js: js, ns: c.ns, retention: c.retention, streams: map[string]bool{}}
+	s := &store{js: js, ns: c.ns, retention: c.retention, replicas: max(c.replicas, 1), replicasSet: c.replicasSet, streams: map[string]bool{}}
 	s.maxData = int(nc.MaxPayload()) - headroom
 	var err error
 	for _, b := range []struct {
@@ -96,14 +105,31 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 
 // bucket opens a bucket, creating it if no process has.
 func (s *store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage})
+	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = s.js.KeyValue(ctx, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
 	}
+	st, err := s.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
+	}
+	if err := s.checkReplicas("bucket "+name, st.CachedInfo().Config.Replicas); err != nil {
+		return nil, err
+	}
 	return kv, nil
+}
+
+// checkReplicas fails with ErrConfigMismatch if WithReplicas was given and
+// what exists has other replicas (CreateStream and CreateKeyValue bind to
+// an existing one whatever its configuration).
+func (s *store) checkReplicas(what string, have int) error {
+	if s.replicasSet && max(have, 1) != s.replicas {
+		return fmt.Errorf("%w: %s has %d replicas, WithReplicas(%d)", ErrConfigMismatch, what, max(have, 1), s.replicas)
+	}
+	return nil
 }
 
 func serverAtLeast(v string, major, minor int) bool {
@@ -135,12 +161,16 @@ func (s *store) ensureStream(ctx context.Context, queue string) (jetstream.Strea
 		Retention:         jetstream.WorkQueuePolicy,
 		Storage:           jetstream.FileStorage,
 		AllowMsgSchedules: true,
+		Replicas:          s.replicas,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = s.js.Stream(ctx, s.streamName(queue))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: stream for queue %q: %w", queue, err)
+	}
+	if err := s.checkReplicas("stream "+s.streamName(queue), st.CachedInfo().Config.Replicas); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	s.streams[queue] = true
