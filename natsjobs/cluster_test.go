@@ -3,6 +3,7 @@ package natsjobs_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -350,6 +352,59 @@ func TestCluster(t *testing.T) {
 		require.ErrorIs(t, err, natsjobs.ErrUnknownJob)
 	})
 
+	// What one process wrote and the server acknowledged, a process on
+	// another server reads at once: Status never says ErrUnknownJob for a
+	// job whose Submit has returned, nor no outcome for a job whose future
+	// has resolved, and Result then returns at once.
+	t.Run("ReadAfterWrite", func(t *testing.T) {
+		ns := natsjobs.WithNamespace(namespace())
+		clients := make([]*natsjobs.Client, len(servers))
+		for i := range servers {
+			clients[i] = newClusterClient(t, connectHome(t, servers, i), ns, r3)
+		}
+		fl := newClusterFleet(t, servers, 3, ns, r3)
+		ctx := wctx(t, 40*time.Second)
+		n := scale(300, 3000)
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var stale []string
+		report := func(format string, args ...any) {
+			mu.Lock()
+			stale = append(stale, fmt.Sprintf(format, args...))
+			mu.Unlock()
+		}
+		for g := range 8 {
+			wg.Go(func() {
+				for i := int(next.Add(1)); i <= n && ctx.Err() == nil; i = int(next.Add(1)) {
+					id := fmt.Sprint("r", i)
+					from, other := clients[(g+i)%3], clients[(g+i+1+i%2)%3]
+					f := fl.cjob.Submit(ctx, from, id, clusterJob{ID: id})
+					if st, err := other.Status(ctx, id); err != nil {
+						report("Status(%s) after its Submit returned: %v", id, err)
+					} else if st.Name != "cjob" {
+						report("Status(%s) after its Submit returned: name %q", id, st.Name)
+					}
+					if _, err := f.Wait(ctx); err != nil {
+						report("%s: %v", id, err)
+						continue
+					}
+					if st, err := other.Status(ctx, id); err != nil || st.Result == nil {
+						report("Status(%s) after its future resolved: no outcome (%v)", id, err)
+					}
+					rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					if _, err := other.Result(rctx, id); err != nil {
+						report("Result(%s) after its future resolved: %v", id, err)
+					}
+					cancel()
+				}
+			})
+		}
+		wg.Wait()
+		require.NoError(t, ctx.Err(), "watchdog")
+		require.Empty(t, stale, "%d reads of %d jobs missed an acknowledged write", len(stale), n)
+	})
+
 	// Jobs submitted through every server and worked by workers on every
 	// server, with transient failures and retries, resolve exactly once:
 	// every future resolves, with the one outcome recorded for its ID.
@@ -580,4 +635,95 @@ func moveLeaders(t *testing.T, servers []*clusterServer, js jetstream.JetStream,
 		}
 	}
 	return target
+}
+
+// TestLeaderReads runs, on one server, the reads a client makes of
+// replicated buckets (through the streams' leader): a claim and an
+// outcome are found, a missing or deleted key is not, and the dependents
+// of a job are listed.
+func TestLeaderReads(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	nsName := namespace()
+	ns := natsjobs.WithNamespace(nsName)
+	c := newClient(t, js, ns)
+	natsjobs.ReadThroughLeader(c, true)
+	ctx := wctx(t, 20*time.Second)
+	cjob := natsjobs.Declare[clusterJob, string]("cjob")
+	for _, id := range []string{"a", "gone"} {
+		f := cjob.Submit(ctx, c, id, clusterJob{ID: id})
+		select {
+		case <-f.Done():
+			_, err := f.Wait(ctx)
+			t.Fatalf("submit %s: %v", id, err)
+		default:
+		}
+	}
+	for _, id := range []string{"b", "c"} {
+		f := cjob.Submit(ctx, c, id, clusterJob{ID: id}, qpool.WithDependencies("a"))
+		select {
+		case <-f.Done():
+			_, err := f.Wait(ctx)
+			t.Fatalf("submit %s: %v", id, err)
+		default:
+		}
+	}
+	st, err := c.Status(ctx, "b")
+	require.NoError(t, err)
+	require.Equal(t, "cjob", st.Name)
+	require.Equal(t, []string{"a"}, st.Dependencies)
+	require.Nil(t, st.Result)
+	deps, err := natsjobs.Dependents(ctx, c, "a")
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"b", "c"}, deps)
+	deps, err = natsjobs.Dependents(ctx, c, "b")
+	require.NoError(t, err)
+	require.Empty(t, deps)
+	_, err = c.Status(ctx, "nobody")
+	require.ErrorIs(t, err, natsjobs.ErrUnknownJob)
+	jobs, err := js.KeyValue(ctx, nsName+"_jobs")
+	require.NoError(t, err)
+	require.NoError(t, jobs.Delete(ctx, base64.RawURLEncoding.EncodeToString([]byte("gone"))))
+	_, err = c.Status(ctx, "gone")
+	require.ErrorIs(t, err, natsjobs.ErrUnknownJob, "a deleted claim is no claim")
+	require.NoError(t, c.Cancel(ctx, "a"))
+	st, err = c.Status(ctx, "a")
+	require.NoError(t, err)
+	require.NotNil(t, st.Result)
+	require.ErrorIs(t, st.Result.Err, context.Canceled)
+	st, err = c.Status(ctx, "c")
+	require.NoError(t, err)
+	require.NotNil(t, st.Result, "a cancelled dependency fails its dependents")
+	require.ErrorIs(t, st.Result.Err, qpool.ErrDependencyFailed)
+}
+
+// BenchmarkReads measures, on one server, what reading through the
+// stream's leader (as replicated buckets are read) costs beside direct
+// gets and an ordered consumer's listing (as a single replica is read):
+// Status makes two gets, dependents a get and a listing.
+func BenchmarkReads(b *testing.B) {
+	ts := startServer(b)
+	js := ts.connect(b)
+	c := newClient(b, js, natsjobs.WithNamespace(namespace()))
+	ctx := context.Background()
+	cjob := natsjobs.Declare[clusterJob, string]("cjob")
+	cjob.Submit(ctx, c, "a", clusterJob{ID: "a"})
+	cjob.Submit(ctx, c, "b", clusterJob{ID: "b"}, qpool.WithDependencies("a"))
+	for _, mode := range []string{"direct", "leader"} {
+		natsjobs.ReadThroughLeader(c, mode == "leader")
+		b.Run(mode+"/Status", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.Status(ctx, "b"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(mode+"/dependents", func(b *testing.B) {
+			for b.Loop() {
+				if d, err := natsjobs.Dependents(ctx, c, "a"); err != nil || len(d) != 1 {
+					b.Fatal(d, err)
+				}
+			}
+		})
+	}
 }

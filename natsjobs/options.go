@@ -121,6 +121,10 @@ func WithRetention(d time.Duration) Option {
 // replicas of existing ones with the nats tool, then restart every
 // process). A value outside 1..MaxReplicas fails them with
 // [ErrInvalidOption].
+//
+// With more than one replica natsjobs reads its buckets through each
+// stream's leader, not with direct gets, which any replica may answer
+// from behind: see docs/jobs.md ("Failure modes").
 func WithReplicas(n int) Option {
 	return func(c *config) {
 		c.replicas, c.replicasSet = n, true

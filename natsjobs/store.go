@@ -57,10 +57,12 @@ type store struct {
 	replicas    int
 	replicasSet bool
 
-	jobs    jetstream.KeyValue // claims: one record per job ID, created at submit
-	results jetstream.KeyValue // outcomes: created once per job ID
-	deps    jetstream.KeyValue // dependents: key enc(dependency).enc(dependent)
-	cancels jetstream.KeyValue // cancel markers, for running jobs
+	// The buckets. Their Get reads what the server acknowledged last, on
+	// a cluster too (see kvBucket).
+	jobs    *kvBucket // claims: one record per job ID, created at submit
+	results *kvBucket // outcomes: created once per job ID
+	deps    *kvBucket // dependents: key enc(dependency).enc(dependent)
+	cancels *kvBucket // cancel markers, for running jobs
 
 	mu      sync.Mutex
 	streams map[string]bool // queues whose stream is known to exist
@@ -93,7 +95,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	s.maxData = int(nc.MaxPayload()) - headroom
 	var err error
 	for _, b := range []struct {
-		kv   *jetstream.KeyValue
+		kv   **kvBucket
 		name string
 	}{{&s.jobs, "jobs"}, {&s.results, "results"}, {&s.deps, "deps"}, {&s.cancels, "cancels"}} {
 		if *b.kv, err = s.bucket(ctx, c.ns+"_"+b.name); err != nil {
@@ -104,7 +106,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 }
 
 // bucket opens a bucket, creating it if no process has.
-func (s *store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
+func (s *store) bucket(ctx context.Context, name string) (*kvBucket, error) {
 	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = s.js.KeyValue(ctx, name)
@@ -119,7 +121,7 @@ func (s *store) bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 	if err := s.checkReplicas("bucket "+name, st.CachedInfo().Config.Replicas); err != nil {
 		return nil, err
 	}
-	return kv, nil
+	return newKVBucket(s.js, kv, st), nil
 }
 
 // checkReplicas fails with ErrConfigMismatch if WithReplicas was given and
@@ -410,8 +412,8 @@ func dependencyFailure(id string, dep *resultRecord) *resultRecord {
 
 // dependents lists the jobs linked to id as their dependency.
 //
-// A listing is costly (the server creates and deletes a consumer for it),
-// and most jobs have no dependents: so a linker first writes the marker
+// A listing is costlier than a get (a stream info request with a subject
+// filter, see kvBucket.keys), and most jobs have no dependents: so a linker first writes the marker
 // key enc(id) (no dot) and then its link, and this looks for the marker
 // with a plain get before it lists. Invariant (the marker hides no link
 // that matters): a finisher writes the outcome, then gets the marker. If
@@ -428,23 +430,17 @@ func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	l, err := s.deps.ListKeysFiltered(ctx, key(id)+".*")
+	keys, err := s.deps.keys(ctx, key(id)+".*")
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for k := range l.Keys() {
+	for _, k := range keys {
 		if _, dk, ok := strings.Cut(k, "."); ok {
 			if d, ok := unkey(dk); ok {
 				out = append(out, d)
 			}
 		}
-	}
-	// The lister closes its channel when ctx ends too: a list cut short
-	// must not pass for the whole list, or a dependent would never be
-	// released.
-	if err := ctx.Err(); err != nil {
-		return nil, err
 	}
 	return out, nil
 }
