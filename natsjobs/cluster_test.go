@@ -75,7 +75,7 @@ type clusterServer struct {
 	name string
 	port int
 	cmd  *exec.Cmd
-	in   io.WriteCloser // closing it shuts the server down
+	in   io.WriteCloser // its stdin: the server shuts down when it closes (the test process ended)
 	once sync.Once
 }
 
@@ -89,23 +89,6 @@ func (s *clusterServer) kill() {
 	})
 }
 
-// stop shuts the server down (if it still runs) and waits for its
-// process, killing it if it takes too long.
-func (s *clusterServer) stop() {
-	s.once.Do(func() {
-		_ = s.in.Close()
-		done := make(chan struct{})
-		// Owner: stop, which waits for it.
-		go func() { _ = s.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-done
-		}
-	})
-}
-
 func freePort(t *testing.T) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -116,7 +99,7 @@ func freePort(t *testing.T) int {
 
 // startCluster starts n clustered servers, each in a process of its own
 // with its store in a temporary directory, and waits until JetStream
-// answers on every one. t.Cleanup ends the processes still running.
+// answers on every one. t.Cleanup kills the processes still running.
 func startCluster(t *testing.T, n int) []*clusterServer {
 	t.Helper()
 	servers := make([]*clusterServer, n)
@@ -143,7 +126,7 @@ func startCluster(t *testing.T, n int) []*clusterServer {
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
 		s.cmd, s.in, outs[i] = cmd, in, out
-		t.Cleanup(s.stop)
+		t.Cleanup(s.kill) // the store is temporary: no need to wait for a graceful shutdown
 	}
 	for i, s := range servers {
 		line, err := bufio.NewReader(outs[i]).ReadString('\n')
@@ -424,7 +407,7 @@ func TestCluster(t *testing.T) {
 		}
 		fl := newClusterFleet(t, servers, 3, ns, r3)
 		ctx := wctx(t, time.Duration(scale(60, 600))*time.Second)
-		n := scale(300, 5000)
+		n := scale(150, 5000)
 		futs := submitAll(t, ctx, n, func(i int) *qpool.Future[string] {
 			id := fmt.Sprint("e", i)
 			return fl.cjob.Submit(ctx, clients[i%3], id, clusterJob{ID: id, Fail: 0.2, Sleep: i % 3}, qpool.WithRetry(3, time.Millisecond))
@@ -465,7 +448,7 @@ func TestCluster(t *testing.T) {
 		}
 		fl := newClusterFleet(t, servers, 3, ns, r3)
 		ctx := wctx(t, time.Duration(scale(60, 600))*time.Second)
-		length := scale(30, 300)
+		length := scale(20, 300)
 		submit := func(i int, id string, in clusterJob) *qpool.Future[string] {
 			in.ID = id
 			return fl.cjob.Submit(ctx, clients[i%3], id, in, qpool.WithRetry(1, 0), qpool.WithDependencies(in.Deps...))
@@ -528,7 +511,7 @@ func TestCluster(t *testing.T) {
 		victim := moveLeaders(t, servers, jss[0], namespaceStreams(nsName))
 		t.Logf("leaders on %s after %v", servers[victim].name, time.Since(began).Round(time.Millisecond))
 		ctx := wctx(t, time.Duration(scale(90, 600))*time.Second)
-		n := scale(150, 3000)
+		n := scale(100, 3000)
 		futs := submitAll(t, ctx, n, func(i int) *qpool.Future[string] {
 			id := fmt.Sprint("k", i)
 			return fl.cjob.Submit(ctx, clients[i%3], id, clusterJob{ID: id, Sleep: 5 + i%20})
@@ -555,7 +538,7 @@ func TestCluster(t *testing.T) {
 		// (its ID may be taken) and not counted.
 		var later []*qpool.Future[string]
 		unknown := 0
-		for i := range scale(20, 200) {
+		for i := range scale(10, 200) {
 			id := fmt.Sprint("after", i)
 			c := clients[(victim+1+i%2)%3]
 			for {
