@@ -46,7 +46,11 @@ type chaosIn struct {
 }
 
 func childMain(mode string) int {
-	if err := runChild(mode); err != nil {
+	run := runChild
+	if mode == "server" {
+		run = func(string) error { return runClusterServer() } // cluster_test.go
+	}
+	if err := run(mode); err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
 	}

@@ -55,8 +55,14 @@ var (
 
 	// ErrInvalidOption is returned by NewWorker and NewClient for an option
 	// they cannot use: a queue or namespace name with characters other than
-	// letters, digits, '-' and '_'.
+	// letters, digits, '-' and '_', a [WithReplicas] outside 1..[MaxReplicas].
 	ErrInvalidOption = errors.New("natsjobs: invalid option")
+
+	// ErrConfigMismatch is returned by NewWorker and NewClient when a
+	// stream or bucket they would make exists with a configuration that
+	// contradicts an option given: [WithReplicas] other than its replicas.
+	// Nothing is changed on the server.
+	ErrConfigMismatch = errors.New("natsjobs: existing stream or bucket differs from the options")
 )
 
 // RemoteError is the error a job's function returned on a worker, as its

@@ -27,6 +27,9 @@ const (
 	// without an outcome ([WithMaxDeliveries]); it counts put-backs that
 	// ran nothing as well as crashes.
 	DefaultMaxDeliveries = 20
+	// MaxReplicas is the most replicas [WithReplicas] accepts: a JetStream
+	// stream has at most five.
+	MaxReplicas = 5
 	// DefaultUnhandledDelay is how long a job whose name the receiving
 	// worker does not know waits before it is offered again.
 	DefaultUnhandledDelay = 2 * time.Second
@@ -104,6 +107,27 @@ func WithRetention(d time.Duration) Option {
 		if d > 0 {
 			c.retention = d
 		}
+	}
+}
+
+// WithReplicas sets how many servers of a JetStream cluster hold each
+// stream and bucket natsjobs makes (the queues' streams and the jobs,
+// results, deps and cancels buckets), from 1 to [MaxReplicas]; 3 survives
+// the loss of one server. Like [WithRetention] it applies when they are
+// made, by the first client or worker: without WithReplicas a process
+// makes them with one replica and uses them with whatever replicas they
+// have. Given, n must match the streams and buckets that exist, or
+// [NewClient] and [NewWorker] fail with [ErrConfigMismatch] (change the
+// replicas of existing ones with the nats tool, then restart every
+// process). A value outside 1..MaxReplicas fails them with
+// [ErrInvalidOption].
+//
+// With more than one replica natsjobs reads its buckets through each
+// stream's leader, not with direct gets, which any replica may answer
+// from behind: see docs/jobs.md ("Failure modes").
+func WithReplicas(n int) Option {
+	return func(c *config) {
+		c.replicas, c.replicasSet = n, true
 	}
 }
 

@@ -52,11 +52,17 @@ type store struct {
 	ns        string
 	retention time.Duration
 	maxData   int
+	// replicas is what the streams and buckets are made with; replicasSet
+	// says the option was given, so that existing ones must have as many.
+	replicas    int
+	replicasSet bool
 
-	jobs    jetstream.KeyValue // claims: one record per job ID, created at submit
-	results jetstream.KeyValue // outcomes: created once per job ID
-	deps    jetstream.KeyValue // dependents: key enc(dependency).enc(dependent)
-	cancels jetstream.KeyValue // cancel markers, for running jobs
+	// The buckets. Their Get reads what the server acknowledged last, on
+	// a cluster too (see kvBucket).
+	jobs    *kvBucket // claims: one record per job ID, created at submit
+	results *kvBucket // outcomes: created once per job ID
+	deps    *kvBucket // dependents: key enc(dependency).enc(dependent)
+	cancels *kvBucket // cancel markers, for running jobs
 
 	mu      sync.Mutex
 	streams map[string]bool // queues whose stream is known to exist
@@ -64,9 +70,11 @@ type store struct {
 
 // common holds the options a client and a worker share.
 type common struct {
-	ns        string
-	codec     qpool.Codec
-	retention time.Duration
+	ns          string
+	codec       qpool.Codec
+	retention   time.Duration
+	replicas    int  // WithReplicas, if replicasSet
+	replicasSet bool // WithReplicas was given: existing streams and buckets must match
 }
 
 func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, error) {
@@ -76,15 +84,18 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	if !nameRE.MatchString(c.ns) {
 		return nil, fmt.Errorf("%w: namespace %q", ErrInvalidOption, c.ns)
 	}
+	if c.replicasSet && (c.replicas < 1 || c.replicas > MaxReplicas) {
+		return nil, fmt.Errorf("%w: %d replicas (1 to %d)", ErrInvalidOption, c.replicas, MaxReplicas)
+	}
 	nc := js.Conn()
 	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
 		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
 	}
-	s := &store{js: js, ns: c.ns, retention: c.retention, streams: map[string]bool{}}
+	s := &store{js: js, ns: c.ns, retention: c.retention, replicas: max(c.replicas, 1), replicasSet: c.replicasSet, streams: map[string]bool{}}
 	s.maxData = int(nc.MaxPayload()) - headroom
 	var err error
 	for _, b := range []struct {
-		kv   *jetstream.KeyValue
+		kv   **kvBucket
 		name string
 	}{{&s.jobs, "jobs"}, {&s.results, "results"}, {&s.deps, "deps"}, {&s.cancels, "cancels"}} {
 		if *b.kv, err = s.bucket(ctx, c.ns+"_"+b.name); err != nil {
@@ -95,15 +106,32 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 }
 
 // bucket opens a bucket, creating it if no process has.
-func (s *store) bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage})
+func (s *store) bucket(ctx context.Context, name string) (*kvBucket, error) {
+	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		kv, err = s.js.KeyValue(ctx, name)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
 	}
-	return kv, nil
+	st, err := s.js.Stream(ctx, "KV_"+name)
+	if err != nil {
+		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
+	}
+	if err := s.checkReplicas("bucket "+name, st.CachedInfo().Config.Replicas); err != nil {
+		return nil, err
+	}
+	return newKVBucket(s.js, kv, st), nil
+}
+
+// checkReplicas fails with ErrConfigMismatch if WithReplicas was given and
+// what exists has other replicas (CreateStream and CreateKeyValue bind to
+// an existing one whatever its configuration).
+func (s *store) checkReplicas(what string, have int) error {
+	if s.replicasSet && max(have, 1) != s.replicas {
+		return fmt.Errorf("%w: %s has %d replicas, WithReplicas(%d)", ErrConfigMismatch, what, max(have, 1), s.replicas)
+	}
+	return nil
 }
 
 func serverAtLeast(v string, major, minor int) bool {
@@ -135,12 +163,16 @@ func (s *store) ensureStream(ctx context.Context, queue string) (jetstream.Strea
 		Retention:         jetstream.WorkQueuePolicy,
 		Storage:           jetstream.FileStorage,
 		AllowMsgSchedules: true,
+		Replicas:          s.replicas,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		st, err = s.js.Stream(ctx, s.streamName(queue))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: stream for queue %q: %w", queue, err)
+	}
+	if err := s.checkReplicas("stream "+s.streamName(queue), st.CachedInfo().Config.Replicas); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	s.streams[queue] = true
@@ -380,8 +412,8 @@ func dependencyFailure(id string, dep *resultRecord) *resultRecord {
 
 // dependents lists the jobs linked to id as their dependency.
 //
-// A listing is costly (the server creates and deletes a consumer for it),
-// and most jobs have no dependents: so a linker first writes the marker
+// A listing is costlier than a get (a stream info request with a subject
+// filter, see kvBucket.keys), and most jobs have no dependents: so a linker first writes the marker
 // key enc(id) (no dot) and then its link, and this looks for the marker
 // with a plain get before it lists. Invariant (the marker hides no link
 // that matters): a finisher writes the outcome, then gets the marker. If
@@ -398,23 +430,17 @@ func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	l, err := s.deps.ListKeysFiltered(ctx, key(id)+".*")
+	keys, err := s.deps.keys(ctx, key(id)+".*")
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for k := range l.Keys() {
+	for _, k := range keys {
 		if _, dk, ok := strings.Cut(k, "."); ok {
 			if d, ok := unkey(dk); ok {
 				out = append(out, d)
 			}
 		}
-	}
-	// The lister closes its channel when ctx ends too: a list cut short
-	// must not pass for the whole list, or a dependent would never be
-	// released.
-	if err := ctx.Err(); err != nil {
-		return nil, err
 	}
 	return out, nil
 }
