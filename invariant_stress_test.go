@@ -739,8 +739,12 @@ func (r *invPool) run(rng *rand.Rand) {
 	default:
 		close(r.release)
 		if !racing {
-			// "after Wait Submitted == Succeeded + Failed": nothing is
-			// submitted any more, so Wait returns with every job ended.
+			// "after Wait Submitted == Succeeded + Failed" holds once
+			// nothing is submitted any more: wait for the submitters to
+			// return first (they were told to stop, but one may still be
+			// in a Schedule that has counted the job as submitted and
+			// not yet accepted it, which Wait rightly does not wait for).
+			stopSubmitters()
 			r.p.Wait()
 			if s := r.p.Stats(); s.Submitted != s.Succeeded+s.Failed || s.Panicked > s.Failed {
 				r.c.fail("stats", "after Wait: %+v", s)

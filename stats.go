@@ -8,7 +8,9 @@ import (
 // Stats is a snapshot of a pool's counters, from [Pool.Stats]. Every job
 // submitted with [Submit] or [Pool.Schedule], and every function accepted by
 // [Pool.Go], counts once in Submitted and, once it has ended, once in
-// Succeeded or Failed; so after [Pool.Wait] Submitted == Succeeded + Failed.
+// Succeeded or Failed; so after [Pool.Wait] Submitted == Succeeded + Failed,
+// provided no submission was still in progress (a submission that has not
+// returned may be counted as submitted before Wait can see it).
 type Stats struct {
 	Workers    int // live worker goroutines
 	MaxWorkers int // the worker limit
