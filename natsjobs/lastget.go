@@ -182,9 +182,16 @@ func (g *batchGetter) send(b *readBatch) {
 			subjects = append(subjects, g.prefix+r.key)
 		}
 	}
+	// max_bytes: the server cuts a reply at max_pending bytes by default,
+	// which is also where it drops a client as a slow consumer (the reply
+	// was lost and the read timed out: TestBatchedReadsCutShort); the
+	// largest message it accepts is well below that, so a reply cut at
+	// that size (plus its last message) is safe, and the rest is read
+	// again (see onReply).
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
-	}{subjects})
+		MaxBytes  int64    `json:"max_bytes"`
+	}{subjects, g.nc.MaxPayload()})
 	if err == nil {
 		err = g.nc.PublishRequest(g.subject, g.inbox+"."+b.token, req)
 	}

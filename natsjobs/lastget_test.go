@@ -1,6 +1,7 @@
 package natsjobs_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -8,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/qpool/qpool/natsjobs"
 	"github.com/stretchr/testify/require"
@@ -90,4 +93,57 @@ func TestBatchedReadsHammer(t *testing.T) {
 	g.Close()
 	_, _, err = g.Get(ctx, "k1")
 	require.Error(t, err, "a read after Close fails")
+}
+
+// TestBatchedReadsCutShort: the server stops a batched reply at its
+// max_pending bytes and says how many messages it left out; the keys not
+// returned are read again, so no existing key passes for missing. The
+// server here has a small max_pending and the values are large, so most
+// batches are cut short.
+func TestBatchedReadsCutShort(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, MaxPending: 256 << 10, MaxPayload: 64 << 10})
+	require.NoError(t, err)
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	require.True(t, srv.ReadyForConnections(10*time.Second))
+	nc, err := nats.Connect(srv.ClientURL())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx := wctx(t, 30*time.Second)
+	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "big", Storage: jetstream.FileStorage})
+	require.NoError(t, err)
+	const keys = 64
+	val := func(i int) []byte { return bytes.Repeat(fmt.Append(nil, i, ";"), 40<<10/len(fmt.Append(nil, i, ";"))) }
+	for i := range keys {
+		_, err := kv.Put(ctx, fmt.Sprint("k", i), val(i))
+		require.NoError(t, err)
+	}
+	g, err := natsjobs.NewBatchGetter(ctx, js, kv)
+	require.NoError(t, err)
+	require.NotNil(t, g)
+	defer g.Close()
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range keys + 8 { // 8 never written
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				v, ok, err := g.Get(ctx, fmt.Sprint("k", i))
+				switch {
+				case err != nil:
+					t.Errorf("round %d, k%d: %v", round, i, err)
+				case i >= keys:
+					if ok {
+						t.Errorf("round %d, k%d: found, want not found", round, i)
+					}
+				case !ok || !bytes.Equal(v, val(i)):
+					t.Errorf("round %d, k%d: found %v, %d bytes, want %d", round, i, ok, len(v), len(val(i)))
+				}
+			}()
+		}
+		wg.Wait()
+	}
 }
