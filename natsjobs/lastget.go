@@ -36,15 +36,20 @@ const maxBatchKeys = 256
 // acknowledged write sees it (store.release and store.dependents rely on
 // that); the server takes the stream's read lock for the whole batch.
 //
-// Protocol (one batch in flight): every field below is guarded by mu.
-// start takes up to maxBatchKeys pending reads into a batch and makes it
-// the one in flight; only finish ends it (on its end marker, an error
-// reply, its timer, a failed send or close), which resolves its reads
-// and starts the next batch from those pending. A reply whose token is
-// not the batch in flight belongs to a batch that ended (a timeout) and is
-// dropped. Nobody else changes inflight; a caller whose context ends
-// leaves its read to be resolved into the void (done is closed, no one
-// listens).
+// Protocol (one batch in flight): the fields from mu on are guarded by mu
+// (those before it are set once, by newBatchGetter). startLocked takes up
+// to maxBatchKeys pending reads into a batch and makes it the one in
+// flight; only finish ends it (on its end marker, "no results", an error
+// reply, its timer, a failed send or close), which takes it out of
+// inflight under mu, resolves its reads outside mu, and starts the next
+// batch from those pending. A batch's found map and its reads (which
+// retryMissing trims, putting the keys a cut-short reply left out back in
+// front of pending) change only under mu while it is in flight, so the
+// finish that takes it out owns it. A reply whose token is not the batch
+// in flight belongs to a batch that ended (a timeout) and is dropped. A
+// caller whose context ends leaves its read to be resolved into the void
+// (done is closed, no one listens). Who may break it: anything that
+// changed inflight or a batch in flight outside these functions.
 type batchGetter struct {
 	nc      *nats.Conn
 	subject string // the direct get API subject of the bucket's stream
