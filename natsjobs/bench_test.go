@@ -29,7 +29,9 @@ import (
 //   - RoundTrip: one job at a time, submit to result in the submitting
 //     process; p50 and p99 are reported.
 //
-// Run: go test -run '^$' -bench . -benchtime 20000x ./ (in natsjobs).
+// Run (in natsjobs): go test -run '^$' -bench . -benchtime 5000x -count 5 .
+// and take the medians; the machine is shared, so compare ratios from one
+// run, not figures across runs.
 
 const benchGoroutines = 100
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/qpool/qpool"
 )
 
@@ -164,7 +165,11 @@ func typedWaiter[Out any](codec qpool.Codec, resolve func(Out, error) bool) *wai
 // records the job's outcome. The ID is the job's uniqueness key across all
 // processes: if a job with the ID exists (its claim is within the
 // retention), the future fails with [ErrDuplicateJob] and the existing job
-// is left alone.
+// is left alone. (A job without dependencies sends its claim and its
+// message at once, so a duplicate submission stores a message too: the
+// worker that gets it finds the claim of the existing job and drops it
+// without running it; Worker.Stats counts it as Dropped. Workers older
+// than this protocol would run it: upgrade workers before clients.)
 //
 // The options are the pool's: [qpool.WithRetry], [qpool.WithTimeout] and
 // [qpool.WithDependencies] work as in a pool, across processes: a
@@ -274,6 +279,17 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	if len(deps) > 0 {
 		j.Payload = payload // a releaser publishes it later
 	}
+	// A job to run now sends its claim and its message at once, one round
+	// trip instead of two in sequence; the message carries the claim's
+	// nonce, and a worker drops a message whose job's claim has another
+	// (that of an earlier submission: see Worker.stray). Its message ID
+	// carries the nonce too, so that a duplicate's message is never taken
+	// for the real one's by the stream's deduplication. A job with
+	// dependencies or a time waits in the stream or the claim: claim first.
+	together := len(deps) == 0 && at.IsZero()
+	if together {
+		j.Nonce = nuid.Next()
+	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
@@ -281,18 +297,37 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	if err := c.await(id, w); err != nil {
 		return err
 	}
+	var sent jetstream.PubAckFuture // the message, sent with the claim
+	if together && c.s.haveStream(ctx, j.Queue) == nil {
+		m, opts := c.s.jobMsg(j, payload, 1, at, msgIDOf(j, 1))
+		// Nil if it could not be sent now (too many pending, say): then it
+		// is published after the claim, below, as a delayed job is.
+		sent, _ = c.s.js.PublishMsgAsync(m, opts...)
+	}
 	// The claim: one create per ID, whoever submits it.
 	rev, err := c.s.jobs.Create(ctx, key(id), b)
+	var perr error
+	if sent != nil {
+		perr = awaitAck(ctx, sent)
+	}
 	if err != nil {
 		c.forget(id, w)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("%w: %q", ErrDuplicateJob, id)
 		}
+		if sent != nil && (perr == nil || ambiguous(perr)) {
+			// The message may be stored without its claim, and a worker
+			// runs such a message (Worker.stray).
+			return fmt.Errorf("natsjobs: submit %q: outcome unknown, the job may have been stored (Handle.Future waits for it): %w", id, err)
+		}
 		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
 	}
-	if len(deps) == 0 {
+	switch {
+	case sent != nil:
+		err = perr
+	case len(deps) == 0:
 		err = c.s.publish(ctx, j, payload, 1, at)
-	} else {
+	default:
 		err = c.link(ctx, j)
 	}
 	if err != nil {
@@ -309,10 +344,29 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	return nil
 }
 
+// awaitAck waits for the server's acknowledgement of an asynchronous
+// publish, at most until ctx ends or opTimeout passes (then the publish
+// may have been stored: ambiguous says so).
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	t := time.NewTimer(opTimeout)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return fmt.Errorf("natsjobs: publish: %w", context.DeadlineExceeded)
+	}
+}
+
 // ambiguous reports whether a failed request may have been carried out:
 // its reply did not come in time.
 func ambiguous(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrDisconnected) // an asynchronous publish's acknowledgement lost in a reconnection
 }
 
 // link records j as a dependent of each of its dependencies, then starts

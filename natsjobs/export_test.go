@@ -1,6 +1,10 @@
 package natsjobs
 
-import "context"
+import (
+	"context"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
 
 // WithBeforeBegin makes a worker call f with a job's ID in each delivery
 // just before the run registers (begin): tests use it to hold a job that
@@ -21,3 +25,24 @@ func ReadThroughLeader(c *Client, on bool) {
 func Dependents(ctx context.Context, c *Client, id string) ([]string, error) {
 	return c.s.dependents(ctx, id)
 }
+
+// BatchGetter exposes a worker's batched KV reads (lastget.go) to tests.
+type BatchGetter struct{ g *batchGetter }
+
+// NewBatchGetter returns the batched reader of kv; nil if kv cannot be
+// read in batches.
+func NewBatchGetter(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (*BatchGetter, error) {
+	g, err := newBatchGetter(ctx, js, kv)
+	if g == nil {
+		return nil, err
+	}
+	return &BatchGetter{g}, err
+}
+
+// Get reads key: its value and whether it exists.
+func (b *BatchGetter) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	return b.g.get(ctx, key)
+}
+
+// Close closes the reader.
+func (b *BatchGetter) Close() { b.g.close() }

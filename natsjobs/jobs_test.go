@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"sync"
@@ -332,4 +333,81 @@ func TestFinishCostsNoAPIRequest(t *testing.T) {
 	perJob := float64(after.API.Total-before.API.Total-1) / n // -1: the AccountInfo request
 	t.Logf("JetStream API requests per job: %.2f", perJob)
 	require.Less(t, perJob, 1.0)
+}
+
+// TestDuplicateSubmissionNeverRuns: a job to run now is submitted with its
+// claim and its message sent together, so a duplicate submission stores a
+// message too before its claim fails; the worker that gets it finds the
+// claim of the first submission and drops it. Duplicates come from several
+// goroutines while each first job is still unfinished: held back by a
+// dependency (its claim has no nonce) or running. No duplicate's payload
+// ever reaches a handler, and each first job runs once with its own.
+func TestDuplicateSubmissionNeverRuns(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	calls := map[string][]string{}
+	echo := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (string, error) {
+		id := in.Name
+		mu.Lock()
+		calls[id] = append(calls[id], fmt.Sprint(in.Width))
+		mu.Unlock()
+		if in.Width == 0 { // a first submission: unfinished until released
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}
+		return id, nil
+	})
+	const n, dupers = 20, 4
+	w := newWorker(t, ts.connect(t), reg, ns, natsjobs.WithConcurrency(n+8))
+	c := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 30*time.Second)
+	futs := make([]*qpool.Future[string], n)
+	for i := range n {
+		id := fmt.Sprint("d", i)
+		var opts []qpool.JobOption
+		if i%2 == 1 {
+			opts = append(opts, qpool.WithDependencies("gate"))
+		}
+		futs[i] = echo.Submit(ctx, c, id, resizeArgs{Name: id}, opts...)
+	}
+	var wg sync.WaitGroup
+	for g := range dupers {
+		dc := newClient(t, ts.connect(t), ns)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range rand.Perm(n) {
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+				id := fmt.Sprint("d", i)
+				_, err := echo.Submit(ctx, dc, id, resizeArgs{Name: id, Width: g + 1}).Wait(ctx)
+				if !errors.Is(err, natsjobs.ErrDuplicateJob) {
+					t.Errorf("duplicate of %s: %v", id, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Every duplicate's message was delivered and dropped while the first
+	// submissions were unfinished.
+	waitFor(t, 20*time.Second, "the duplicates' messages dropped", func() bool { return w.Stats().Dropped >= n*dupers })
+	close(release)
+	_, err := echo.Submit(ctx, c, "gate", resizeArgs{Name: "gate", Width: 99}).Wait(ctx)
+	require.NoError(t, err)
+	for i, f := range futs {
+		v, err := f.Wait(ctx)
+		require.NoError(t, err, "d%d", i)
+		require.Equal(t, fmt.Sprint("d", i), v)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range n {
+		id := fmt.Sprint("d", i)
+		require.Equal(t, []string{"0"}, calls[id], "%s ran with its first payload only", id)
+	}
 }

@@ -26,6 +26,7 @@ const (
 	hdrTimeout   = "Qp-Timeout"    // per attempt, nanoseconds
 	hdrBackoff   = "Qp-Backoff"    // base backoff, nanoseconds
 	hdrNotBefore = "Qp-Not-Before" // unix nanoseconds; early deliveries are nak'ed until then
+	hdrClaim     = "Qp-Claim"      // the claim's nonce, on a first message sent with its claim (Client.submit)
 )
 
 // headroom is what a message's headers and a record's other fields may
@@ -59,10 +60,11 @@ type store struct {
 
 	// The buckets. Their Get reads what the server acknowledged last, on
 	// a cluster too (see kvBucket).
-	jobs    *kvBucket // claims: one record per job ID, created at submit
-	results *kvBucket // outcomes: created once per job ID
-	deps    *kvBucket // dependents: key enc(dependency).enc(dependent)
-	cancels *kvBucket // cancel markers, for running jobs
+	jobs    *kvBucket    // claims: one record per job ID, created at submit
+	results *kvBucket    // outcomes: created once per job ID
+	deps    *kvBucket    // dependents: key enc(dependency).enc(dependent)
+	cancels *kvBucket    // cancel markers, for running jobs
+	markers *batchGetter // set by a worker: batched reads of the dependents markers (lastget.go); nil: one get each
 
 	mu      sync.Mutex
 	streams map[string]bool // queues whose stream is known to exist
@@ -213,6 +215,10 @@ type jobRecord struct {
 	Backoff   time.Duration `json:"backoff,omitempty"`
 	Submitted time.Time     `json:"submitted"`
 	NotBefore time.Time     `json:"not_before,omitzero"` // a delayed job: Handle.SubmitAt
+	// Nonce is set when the submitter sent the claim and the job's first
+	// message at once (Client.submit): the message carries it, and a
+	// worker drops a message whose job's claim has another nonce.
+	Nonce string `json:"nonce,omitempty"`
 	// Unhandled is set by a worker that received the job but has no
 	// handler for Name: the job waits for a worker that has one.
 	Unhandled *unhandled `json:"unhandled,omitempty"`
@@ -425,7 +431,11 @@ func dependencyFailure(id string, dep *resultRecord) *resultRecord {
 func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 	ctx, cancel := opCtx(ctx)
 	defer cancel()
-	if _, err := s.deps.Get(ctx, key(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
+	if s.markers != nil {
+		if _, ok, err := s.markers.get(ctx, key(id)); err != nil || !ok {
+			return nil, err
+		}
+	} else if _, err := s.deps.Get(ctx, key(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	} else if err != nil {
 		return nil, err
@@ -487,13 +497,31 @@ func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) 
 // a precision of a second, and a worker that gets an attempt before
 // notBefore naks it with the (then short) remaining delay.
 func (s *store) publish(ctx context.Context, j *jobRecord, payload []byte, attempt int, notBefore time.Time) error {
-	return s.publishAs(ctx, j, payload, attempt, notBefore, j.ID+"#"+strconv.Itoa(attempt))
+	return s.publishAs(ctx, j, payload, attempt, notBefore, msgIDOf(j, attempt))
+}
+
+// msgIDOf is the message ID of attempt of job j.
+func msgIDOf(j *jobRecord, attempt int) string {
+	msgID := j.ID + "#" + strconv.Itoa(attempt)
+	if j.Nonce != "" {
+		msgID += "#" + j.Nonce // see Client.submit
+	}
+	return msgID
 }
 
 func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, attempt int, notBefore time.Time, msgID string) error {
 	if err := s.haveStream(ctx, j.Queue); err != nil {
 		return err
 	}
+	m, opts := s.jobMsg(j, payload, attempt, notBefore, msgID)
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	_, err := s.js.PublishMsg(ctx, m, opts...)
+	return err
+}
+
+// jobMsg makes the message of attempt of job j (see publish).
+func (s *store) jobMsg(j *jobRecord, payload []byte, attempt int, notBefore time.Time, msgID string) (*nats.Msg, []jetstream.PublishOpt) {
 	m := nats.NewMsg(s.runSubject(j.Queue))
 	m.Data = payload
 	m.Header.Set(hdrID, j.ID)
@@ -506,6 +534,9 @@ func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, att
 	if j.Backoff > 0 {
 		m.Header.Set(hdrBackoff, strconv.FormatInt(int64(j.Backoff), 10))
 	}
+	if j.Nonce != "" {
+		m.Header.Set(hdrClaim, j.Nonce)
+	}
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(msgID)}
 	if !notBefore.IsZero() {
 		m.Header.Set(hdrNotBefore, strconv.FormatInt(notBefore.UnixNano(), 10))
@@ -514,10 +545,7 @@ func (s *store) publishAs(ctx context.Context, j *jobRecord, payload []byte, att
 			opts = append(opts, jetstream.WithScheduleAt(notBefore), jetstream.WithScheduleTarget(s.runSubject(j.Queue)))
 		}
 	}
-	ctx, cancel := opCtx(ctx)
-	defer cancel()
-	_, err := s.js.PublishMsg(ctx, m, opts...)
-	return err
+	return m, opts
 }
 
 // jobFromHeaders rebuilds the job record a message carries (without its

@@ -51,6 +51,8 @@ type Worker struct {
 	stopHB    chan struct{}
 	hbDone    chan struct{}
 	cf        *feed          // the cancels bucket
+	outcomes  *batchGetter   // batched reads of the results bucket; nil: one get each (lastget.go)
+	claims    *batchGetter   // batched reads of the jobs bucket (see stray); nil: one get each
 	inflight  sync.WaitGroup // handle calls under way
 	shutOnce  sync.Once
 
@@ -87,7 +89,8 @@ type WorkerStats struct {
 	// Retried counts failed attempts handed to a later attempt.
 	Retried int64
 	// Dropped counts deliveries of jobs that had an outcome already (a
-	// duplicate delivery, a cancelled job): acknowledged without running.
+	// duplicate delivery, a cancelled job), and the messages of duplicate
+	// submissions (see Handle.Submit): acknowledged without running.
 	Dropped int64
 	// Unhandled counts deliveries of jobs whose name the registry did not
 	// know, put back for another worker.
@@ -158,7 +161,24 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		running: map[*run]struct{}{}, canceled: map[string]time.Time{}, finishing: map[jetstream.Msg]struct{}{},
 		ents: map[string]*entangled{},
 	}
+	closeReads := func() {
+		w.outcomes.close()
+		w.claims.close()
+		s.markers.close()
+	}
+	if w.outcomes, err = newBatchGetter(ctx, js, s.results); err == nil {
+		if w.claims, err = newBatchGetter(ctx, js, s.jobs); err == nil {
+			s.markers, err = newBatchGetter(ctx, js, s.deps)
+		}
+	}
+	if err != nil {
+		closeReads()
+		_ = w.pool.Close()
+		return nil, fmt.Errorf("natsjobs: batched reads: %w", err)
+	}
 	if w.cf, err = startFeed(ctx, s.cancels, js.Conn(), w.onCancel); err != nil {
+		closeReads()
+		_ = w.pool.Close()
 		return nil, fmt.Errorf("natsjobs: watch cancels: %w", err)
 	}
 	// Owner of the two: the worker. They end in Shutdown, which waits for
@@ -399,7 +419,14 @@ func (w *Worker) handle(m jetstream.Msg) {
 		_ = m.Ack() // cancelled: the canceller recorded the outcome
 		return
 	}
-	if prev, err := w.s.getResult(ctx, j.ID); err == nil || !errors.Is(err, jetstream.ErrKeyNotFound) {
+	// A first message sent with its claim (Client.submit) is checked
+	// against the claim, read at the same time as the outcome.
+	nonce := m.Headers().Get(hdrClaim)
+	var claim *batchRead
+	if nonce != "" && w.claims != nil {
+		claim = w.claims.start(key(j.ID))
+	}
+	if prev, err := w.outcome(ctx, j.ID); err == nil || !errors.Is(err, jetstream.ErrKeyNotFound) {
 		w.end(r)
 		if err != nil {
 			_ = m.NakWithDelay(retryDelay)
@@ -412,6 +439,18 @@ func (w *Worker) handle(m jetstream.Msg) {
 		defer w.keepAlive(m)()
 		w.ackAfter(m, w.s.release(ctx, prev))
 		return
+	}
+	if nonce != "" {
+		if stray, err := w.stray(ctx, claim, j.ID, nonce); err != nil || stray {
+			w.end(r)
+			if err != nil {
+				_ = m.NakWithDelay(retryDelay)
+				return
+			}
+			w.stats.dropped.Add(1)
+			_ = m.Ack() // a duplicate submission's message: the job is another's
+			return
+		}
 	}
 	h := w.reg.lookup(j.Name)
 	if h == nil {
@@ -501,6 +540,66 @@ func (w *Worker) handle(m jetstream.Msg) {
 		w.stats.retried.Add(1)
 		_ = m.Ack()
 	}
+}
+
+// outcome reads job id's outcome (jetstream.ErrKeyNotFound if it has
+// none), batched with the reads of the worker's other jobs.
+func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) {
+	if w.outcomes == nil {
+		return w.s.getResult(ctx, id)
+	}
+	v, ok, err := w.outcomes.get(ctx, key(id))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, jetstream.ErrKeyNotFound
+	}
+	return decodeResult(v)
+}
+
+// stray reports whether a message that carries the claim nonce nonce
+// belongs to another submission of job id than the one that holds the
+// claim: a duplicate submission sends its message with its claim, whose
+// create then fails (Client.submit). Such a message is dropped.
+//
+// Invariant (a duplicate submission never runs): the message of a
+// submission whose claim create failed with ErrKeyExists carries a nonce
+// that the existing claim does not have, and the claim is there when the
+// worker reads it (it existed before). A claim that is not there is
+// either this message's own, sent with it and not stored yet, or one the
+// retention removed (a job that waited that long), or the claim of a
+// submission whose create failed otherwise while its message was stored,
+// which its submitter reports as "outcome unknown, the job may have been
+// stored": in each case the message runs. The claim is never updated
+// except by unhandled, which keeps the nonce.
+func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string) (bool, error) {
+	var v []byte
+	if claim != nil {
+		b, ok, err := claim.wait(ctx)
+		if err != nil || !ok {
+			return false, err
+		}
+		v = b
+	} else {
+		rctx, cancel := opCtx(ctx)
+		defer cancel()
+		e, err := w.s.jobs.Get(rctx, key(id))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		v = e.Value()
+	}
+	var c struct {
+		Nonce string `json:"nonce"`
+	}
+	if err := json.Unmarshal(v, &c); err != nil {
+		return false, nil // not a claim this worker can read: run, rather than put back for ever
+	}
+	return c.Nonce != nonce, nil
 }
 
 // call runs the handler, recovering a panic into an error.
@@ -602,6 +701,9 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		}
 		close(w.stopHB)
 		<-w.hbDone
+		w.outcomes.close() // every handle call has returned: nothing reads now
+		w.claims.close()
+		w.s.markers.close()
 		w.closeEntanglements()
 		w.cf.Close()
 		_ = w.pool.Close()
