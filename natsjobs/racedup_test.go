@@ -1,0 +1,85 @@
+package natsjobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qpool/qpool"
+	"github.com/qpool/qpool/natsjobs"
+	"github.com/stretchr/testify/require"
+)
+
+// TestSimultaneousSubmissionsRunOnlyTheWinner: clients submitting one new
+// ID at the same moment, each with its own payload. One Submit wins (nil),
+// the others get ErrDuplicateJob, and only the winner's payload ever runs
+// ("A duplicate submission never runs"), even when a loser's message is
+// stored, and delivered, before the winner's claim.
+func TestSimultaneousSubmissionsRunOnlyTheWinner(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var mu sync.Mutex
+	ran := map[string][]int{}
+	echo := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
+		mu.Lock()
+		ran[in.Name] = append(ran[in.Name], in.Width)
+		mu.Unlock()
+		return in.Width, nil
+	})
+	newWorker(t, ts.connect(t), reg, ns, natsjobs.WithConcurrency(32))
+	const submitters, ids = 4, 60
+	clients := make([]*natsjobs.Client, submitters)
+	for i := range clients {
+		clients[i] = newClient(t, ts.connect(t), ns)
+	}
+	ctx := wctx(t, 60*time.Second)
+	winners := map[string]int{}
+	for i := range ids {
+		id := fmt.Sprint("race", i)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		futs := make([]*qpool.Future[int], submitters)
+		for g := range submitters {
+			wg.Go(func() {
+				<-start
+				time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
+				futs[g] = echo.Submit(ctx, clients[g], id, resizeArgs{Name: id, Width: g + 1})
+			})
+		}
+		close(start)
+		wg.Wait()
+		own := false // a submitter whose future resolved holds the payload that gave the outcome
+		for g, f := range futs {
+			v, err := f.Wait(ctx)
+			switch {
+			case errors.Is(err, natsjobs.ErrDuplicateJob):
+			case err == nil:
+				if w, ok := winners[id]; ok && w != v {
+					t.Errorf("%s: two futures resolved with %d and %d", id, w, v)
+				}
+				winners[id] = v
+				own = own || v == g+1
+			default:
+				t.Fatalf("%s: submitter %d: %v", id, g, err)
+			}
+		}
+		if !own {
+			t.Errorf("%s: the outcome %d is the payload of a submitter that got ErrDuplicateJob", id, winners[id])
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, w := range winners {
+		for _, v := range ran[id] {
+			if v != w {
+				t.Errorf("%s: ran the payload of submitter %d, but the job's outcome is submitter %d's", id, v, w)
+			}
+		}
+	}
+	require.Len(t, winners, ids)
+}
