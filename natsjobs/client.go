@@ -303,6 +303,9 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 		// Nil if it could not be sent now (too many pending, say): then it
 		// is published after the claim, below, as a delayed job is.
 		sent, _ = c.s.js.PublishMsgAsync(m, opts...)
+		if sent != nil && c.cfg.claimDelay > 0 {
+			time.Sleep(c.cfg.claimDelay) // tests only
+		}
 	}
 	// The claim: one create per ID, whoever submits it.
 	rev, err := c.s.jobs.Create(ctx, key(id), b)

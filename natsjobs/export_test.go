@@ -2,6 +2,7 @@ package natsjobs
 
 import (
 	"context"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -10,6 +11,11 @@ import (
 // just before the run registers (begin): tests use it to hold a job that
 // the local pool has taken but not yet begun.
 func WithBeforeBegin(f func(id string)) Option { return func(c *config) { c.beforeBegin = f } }
+
+// WithClaimDelay makes a client pause for d between sending a job's
+// message and creating its claim, when it sends both at once: tests use it
+// to have a message delivered before its claim is stored.
+func WithClaimDelay(d time.Duration) Option { return func(c *config) { c.claimDelay = d } }
 
 // ReadThroughLeader makes c read its buckets as it does when they have
 // replicas, through the streams' leaders (kvBucket), or not: tests measure

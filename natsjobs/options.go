@@ -50,6 +50,7 @@ type config struct {
 	name             string
 	logger           *slog.Logger
 	beforeBegin      func(id string) // tests only (export_test.go): called before a run registers
+	claimDelay       time.Duration   // tests only (export_test.go): a pause between a job's message and its claim
 	openEntanglement EntanglementOpener
 }
 

@@ -83,3 +83,54 @@ func TestSimultaneousSubmissionsRunOnlyTheWinner(t *testing.T) {
 	}
 	require.Len(t, winners, ids)
 }
+
+// TestDuplicateDeliveredBeforeTheClaimNeverRuns: a duplicate submission
+// whose message is stored, and delivered, before the first submission's
+// claim, while its own claim create comes only later (and fails), must not
+// run: the worker waits for the claim a message's first delivery does not
+// find, rather than run the message at once.
+func TestDuplicateDeliveredBeforeTheClaimNeverRuns(t *testing.T) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	reg := natsjobs.NewRegistry()
+	var mu sync.Mutex
+	ran := map[string][]int{}
+	echo := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
+		mu.Lock()
+		ran[in.Name] = append(ran[in.Name], in.Width)
+		mu.Unlock()
+		return in.Width, nil
+	})
+	newWorker(t, ts.connect(t), reg, ns, natsjobs.WithConcurrency(8))
+	late := newClient(t, ts.connect(t), ns, natsjobs.WithClaimDelay(300*time.Millisecond))
+	first := newClient(t, ts.connect(t), ns)
+	ctx := wctx(t, 15*time.Second)
+	for i := range 3 {
+		id := fmt.Sprint("early", i)
+		// The late client's message goes now, its claim in 300 ms; the
+		// first client's claim and message go in 100 ms, so its claim is
+		// stored first and the late client's create fails.
+		type result struct {
+			v   int
+			err error
+		}
+		dup := make(chan result, 1)
+		go func() {
+			v, err := echo.Submit(ctx, late, id, resizeArgs{Name: id, Width: 2}).Wait(ctx)
+			dup <- result{v, err}
+		}()
+		time.Sleep(100 * time.Millisecond)
+		v, err := echo.Submit(ctx, first, id, resizeArgs{Name: id, Width: 1}).Wait(ctx)
+		require.NoError(t, err, id)
+		require.Equal(t, 1, v, "%s: the outcome is the first submission's", id)
+		// The duplicate learns of the existing job: ErrDuplicateJob, or
+		// its outcome if that came first ("the existing future's outcome
+		// or ErrDuplicateJob").
+		if d := <-dup; d.err != nil || d.v != 1 {
+			require.ErrorIs(t, d.err, natsjobs.ErrDuplicateJob, id)
+		}
+		mu.Lock()
+		require.Equal(t, []int{1}, ran[id], "%s: only the first submission's payload runs", id)
+		mu.Unlock()
+	}
+}

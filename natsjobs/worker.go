@@ -441,7 +441,8 @@ func (w *Worker) handle(m jetstream.Msg) {
 		return
 	}
 	if nonce != "" {
-		if stray, err := w.stray(ctx, claim, j.ID, nonce); err != nil || stray {
+		first := md == nil || md.NumDelivered <= 1
+		if stray, err := w.stray(ctx, claim, j.ID, nonce, first); err != nil || stray {
 			w.end(r)
 			if err != nil {
 				_ = m.NakWithDelay(retryDelay)
@@ -573,25 +574,54 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 // which its submitter reports as "outcome unknown, the job may have been
 // stored": in each case the message runs. The claim is never updated
 // except by unhandled, which keeps the nonce.
-func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string) (bool, error) {
+//
+// A message is stored on its own stream and its claim on the bucket's, so
+// a duplicate's message can be delivered before the first submission's
+// claim is stored (both sent at the same moment), its own create failing
+// only later. So a first delivery that finds no claim waits for one, up to
+// claimWait, reading again with a growing pause: the claim of the first
+// submission shows up (the duplicate is dropped), or this message's own
+// (it runs), or neither within claimWait (it runs, as above). Found by
+// TestDuplicateDeliveredBeforeTheClaimNeverRuns: the duplicate ran, its
+// outcome was recorded before the first submission's claim, and the
+// first submission's future never resolved.
+func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string, first bool) (bool, error) {
 	var v []byte
 	if claim != nil {
 		b, ok, err := claim.wait(ctx)
-		if err != nil || !ok {
-			return false, err
-		}
-		v = b
-	} else {
-		rctx, cancel := opCtx(ctx)
-		defer cancel()
-		e, err := w.s.jobs.Get(rctx, key(id))
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return false, nil
-		}
 		if err != nil {
 			return false, err
 		}
-		v = e.Value()
+		v = b
+		if !ok {
+			v = nil
+		}
+	} else {
+		b, err := w.claimOf(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		v = b
+	}
+	if v == nil && first {
+		deadline := time.Now().Add(claimWait)
+		for pause := 100 * time.Microsecond; v == nil && time.Now().Before(deadline); pause = min(2*pause, 100*time.Millisecond) {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return false, context.Cause(ctx)
+			case <-t.C:
+			}
+			b, err := w.claimOf(ctx, id)
+			if err != nil {
+				return false, err
+			}
+			v = b
+		}
+	}
+	if v == nil {
+		return false, nil
 	}
 	var c struct {
 		Nonce string `json:"nonce"`
@@ -600,6 +630,26 @@ func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string) 
 		return false, nil // not a claim this worker can read: run, rather than put back for ever
 	}
 	return c.Nonce != nonce, nil
+}
+
+// claimWait bounds how long a message's first delivery waits for a claim
+// it does not find (see stray): longer than a claim create takes while the
+// server answers, short enough that a message whose submitter's create
+// failed is not held up for long.
+const claimWait = 2 * time.Second
+
+// claimOf reads job id's claim: nil if there is none.
+func (w *Worker) claimOf(ctx context.Context, id string) ([]byte, error) {
+	rctx, cancel := opCtx(ctx)
+	defer cancel()
+	e, err := w.s.jobs.Get(rctx, key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.Value(), nil
 }
 
 // call runs the handler, recovering a panic into an error.
