@@ -549,7 +549,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		// Finished already, or cancelled by an earlier Cancel that may
 		// have failed before it released the dependents: release what
 		// is recorded (release is idempotent).
-		cur, err := c.s.getResult(ctx, id)
+		cur, err := c.s.existingResult(ctx, id)
 		if err != nil {
 			return err
 		}

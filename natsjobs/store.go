@@ -303,6 +303,31 @@ func (s *store) getResult(ctx context.Context, id string) (*resultRecord, error)
 	return decodeResult(e.Value())
 }
 
+// existingResult reads the outcome of job id after a create of one was
+// refused because the key exists (record returned false). On a replicated
+// bucket the leader refuses a create while an earlier create of the key is
+// still in process (proposed, not yet applied), and a read at that moment
+// finds nothing: so a missing key is read again, with a growing pause,
+// until it shows up or opTimeout passes. Found by an attack test: a Cancel
+// racing the worker's outcome on a 3-server cluster returned a raw
+// "key not found" (TestCancelRacingTheOutcomeOnACluster).
+func (s *store) existingResult(ctx context.Context, id string) (*resultRecord, error) {
+	deadline := time.Now().Add(opTimeout)
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		r, err := s.getResult(ctx, id)
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+			return r, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, context.Cause(ctx)
+		case <-t.C:
+		}
+	}
+}
+
 func decodeResult(b []byte) (*resultRecord, error) {
 	var r resultRecord
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -380,7 +405,7 @@ func (s *store) release(ctx context.Context, done *resultRecord) error {
 				// Walk on from the outcome recorded, whoever recorded it: a
 				// releaser that failed half-way (its message comes back) is
 				// finished by the next one, which finds the first part done.
-				cur, err := s.getResult(ctx, d)
+				cur, err := s.existingResult(ctx, d)
 				if err != nil {
 					return err
 				}
@@ -484,7 +509,7 @@ func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) 
 			if _, err := s.record(ctx, dependencyFailure(id, dr)); err != nil {
 				return nil, err
 			}
-			return s.getResult(ctx, id) // whoever recorded it: see release
+			return s.existingResult(ctx, id) // whoever recorded it: see release
 		}
 	}
 	return nil, s.publish(ctx, j, j.Payload, 1, j.NotBefore)

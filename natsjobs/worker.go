@@ -682,7 +682,7 @@ func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
 		}
 		cur := r // what this call created, or else the outcome recorded first
 		if !created {
-			cur, err = w.s.getResult(ctx, r.ID)
+			cur, err = w.s.existingResult(ctx, r.ID)
 		}
 		if err == nil {
 			err = w.s.release(ctx, cur)
