@@ -80,7 +80,9 @@ type queueSizeOption int
 // WithQueueSize sets how many accepted jobs may wait for a worker (default
 // [DefaultQueueSize]). Negative values are clamped to 0: a pool with no queue
 // hands each job straight to a worker, so a submitter waits (or, with
-// [WithNonBlocking], fails) until one is free.
+// [WithNonBlocking], fails) until one is free. A queued job that is
+// cancelled keeps its slot until a worker takes it from the queue (and
+// drops it without running it).
 func WithQueueSize(n int) Option { return queueSizeOption(n) }
 
 func (o queueSizeOption) applyPool(c *poolConfig) { c.queueSize = max(int(o), 0) }
@@ -303,7 +305,8 @@ func (o depsOption) String() string        { return fmt.Sprintf("WithDependencie
 type entanglementOption struct{ e *Entanglement }
 
 // WithEntanglement adds the job to e (see [Entanglement.AddJob]) and makes e
-// reachable from the job's context through [EntanglementFrom]. The job stays
+// reachable from the job's context through [EntanglementFrom]. A job has one
+// entanglement: given more than once, the last one counts. The job stays
 // listed after it ends, so an entanglement that outlives millions of such
 // jobs keeps a list entry for each; call [Entanglement.RemoveJob] to drop
 // one.

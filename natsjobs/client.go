@@ -31,7 +31,48 @@ type Client struct {
 var closedRecord = &resultRecord{}
 
 // waiter is a future (or a Result call) waiting for a job's outcome.
-type waiter struct{ deliver func(*resultRecord) }
+type waiter struct {
+	deliver func(*resultRecord)
+
+	// A submission's waiter is held (held set) until its claim is decided:
+	// an outcome delivered meanwhile is kept in early, and handed on only
+	// if the claim is this submission's. Otherwise a duplicate submission
+	// whose client's watcher delivered the existing job's outcome while the
+	// claim create was on its way (a watcher that lags, or a job that
+	// finished meanwhile) resolved with that outcome instead of
+	// ErrDuplicateJob (found by an attack on the public API:
+	// TestResubmissionThroughAnotherClientIsDuplicate).
+	mu    sync.Mutex
+	held  bool
+	early *resultRecord
+}
+
+// offer hands r to the waiter, or keeps it while the waiter is held.
+func (w *waiter) offer(r *resultRecord) {
+	w.mu.Lock()
+	if w.held {
+		if w.early == nil {
+			w.early = r
+		}
+		w.mu.Unlock()
+		return
+	}
+	w.mu.Unlock()
+	w.deliver(r)
+}
+
+// release stops holding the waiter, and hands on what it kept: it reports
+// whether there was something.
+func (w *waiter) release() bool {
+	w.mu.Lock()
+	r := w.early
+	w.held, w.early = false, nil
+	w.mu.Unlock()
+	if r != nil {
+		w.deliver(r)
+	}
+	return r != nil
+}
 
 // NewClient opens the buckets (making them if no process has) and the
 // stream of its queue, and starts the client's watcher. ctx bounds the
@@ -80,7 +121,7 @@ func (c *Client) deliver(id string, r *resultRecord) {
 	delete(c.waiters, id)
 	c.mu.Unlock()
 	for _, w := range ws {
-		w.deliver(r)
+		w.offer(r)
 	}
 }
 
@@ -294,6 +335,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	if err != nil {
 		return err
 	}
+	w.held = true // until the claim is decided: see waiter
 	if err := c.await(id, w); err != nil {
 		return err
 	}
@@ -316,7 +358,10 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	if err != nil {
 		c.forget(id, w)
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("%w: %q", ErrDuplicateJob, id)
+			return fmt.Errorf("%w: %q", ErrDuplicateJob, id) // what w kept is the existing job's
+		}
+		if w.release() {
+			return nil // stored and run after all: its outcome came
 		}
 		if sent != nil && (perr == nil || ambiguous(perr)) {
 			// The message may be stored without its claim, and a worker
@@ -325,6 +370,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 		}
 		return fmt.Errorf("natsjobs: submit %q: %w", id, err)
 	}
+	w.release() // the claim is this submission's: so is any outcome
 	switch {
 	case sent != nil:
 		err = perr
