@@ -360,9 +360,6 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("%w: %q", ErrDuplicateJob, id) // what w kept is the existing job's
 		}
-		if w.release() {
-			return nil // stored and run after all: its outcome came
-		}
 		if sent != nil && (perr == nil || ambiguous(perr)) {
 			// The message may be stored without its claim, and a worker
 			// runs such a message (Worker.stray).

@@ -441,9 +441,17 @@ func (w *Worker) handle(m jetstream.Msg) {
 		return
 	}
 	if nonce != "" {
-		first := md == nil || md.NumDelivered <= 1
-		if stray, err := w.stray(ctx, claim, j.ID, nonce, first); err != nil || stray {
-			w.end(r)
+		// Young: delivered first, or stored less than claimWait ago by the
+		// server's clock (a first delivery handed back, or naked after
+		// an error, must wait as well: TestDuplicateRedeliveredBeforeTheClaim).
+		young := md == nil || md.NumDelivered <= 1 || time.Since(md.Timestamp) < claimWait
+		if stray, err := w.stray(ctx, runCtx, claim, j.ID, nonce, young); err != nil || stray {
+			if handedBack, canceled := w.end(r); handedBack || canceled {
+				if canceled {
+					_ = m.Ack() // the canceller recorded the outcome
+				}
+				return // handed back: Shutdown nak'ed it for another worker
+			}
 			if err != nil {
 				_ = m.NakWithDelay(retryDelay)
 				return
@@ -581,11 +589,12 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 // only later. So a first delivery that finds no claim waits for one, up to
 // claimWait, reading again with a growing pause: the claim of the first
 // submission shows up (the duplicate is dropped), or this message's own
-// (it runs), or neither within claimWait (it runs, as above). Found by
+// (it runs), or neither within claimWait (it runs, as above). A message
+// redelivered within claimWait of its storing waits as well. Found by
 // TestDuplicateDeliveredBeforeTheClaimNeverRuns: the duplicate ran, its
 // outcome was recorded before the first submission's claim, and the
 // first submission's future never resolved.
-func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string, first bool) (bool, error) {
+func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce string, young bool) (bool, error) {
 	var v []byte
 	if claim != nil {
 		b, ok, err := claim.wait(ctx)
@@ -603,7 +612,10 @@ func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string, 
 		}
 		v = b
 	}
-	if v == nil && first {
+	if v == nil && young {
+		// run ends when Shutdown hands the message back or the job is
+		// cancelled: the wait stops with it, and the job is not run
+		// (TestHandBackDuringClaimWait).
 		deadline := time.Now().Add(claimWait)
 		for pause := 100 * time.Microsecond; v == nil && time.Now().Before(deadline); pause = min(2*pause, 100*time.Millisecond) {
 			t := time.NewTimer(pause)
@@ -611,6 +623,9 @@ func (w *Worker) stray(ctx context.Context, claim *batchRead, id, nonce string, 
 			case <-ctx.Done():
 				t.Stop()
 				return false, context.Cause(ctx)
+			case <-run.Done():
+				t.Stop()
+				return false, context.Cause(run)
 			case <-t.C:
 			}
 			b, err := w.claimOf(ctx, id)
