@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,14 +24,8 @@ func TestSimultaneousSubmissionsRunOnlyTheWinner(t *testing.T) {
 	ts := startServer(t)
 	ns := natsjobs.WithNamespace(namespace())
 	reg := natsjobs.NewRegistry()
-	var mu sync.Mutex
-	ran := map[string][]int{}
-	echo := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
-		mu.Lock()
-		ran[in.Name] = append(ran[in.Name], in.Width)
-		mu.Unlock()
-		return in.Width, nil
-	})
+	ran := &payloadLog{}
+	echo := ran.register(reg)
 	newWorker(t, ts.connect(t), reg, ns, natsjobs.WithConcurrency(32))
 	const submitters, ids = 4, 60
 	clients := make([]*natsjobs.Client, submitters)
@@ -72,10 +67,8 @@ func TestSimultaneousSubmissionsRunOnlyTheWinner(t *testing.T) {
 			t.Errorf("%s: the outcome %d is the payload of a submitter that got ErrDuplicateJob", id, winners[id])
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for id, w := range winners {
-		for _, v := range ran[id] {
+		for _, v := range ran.of(id) {
 			if v != w {
 				t.Errorf("%s: ran the payload of submitter %d, but the job's outcome is submitter %d's", id, v, w)
 			}
@@ -93,14 +86,8 @@ func TestDuplicateDeliveredBeforeTheClaimNeverRuns(t *testing.T) {
 	ts := startServer(t)
 	ns := natsjobs.WithNamespace(namespace())
 	reg := natsjobs.NewRegistry()
-	var mu sync.Mutex
-	ran := map[string][]int{}
-	echo := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
-		mu.Lock()
-		ran[in.Name] = append(ran[in.Name], in.Width)
-		mu.Unlock()
-		return in.Width, nil
-	})
+	ran := &payloadLog{}
+	echo := ran.register(reg)
 	newWorker(t, ts.connect(t), reg, ns, natsjobs.WithConcurrency(8))
 	late := newClient(t, ts.connect(t), ns, natsjobs.WithClaimDelay(300*time.Millisecond))
 	first := newClient(t, ts.connect(t), ns)
@@ -128,8 +115,33 @@ func TestDuplicateDeliveredBeforeTheClaimNeverRuns(t *testing.T) {
 		// is refused (the waiter is held until then).
 		d := <-dup
 		require.ErrorIs(t, d.err, natsjobs.ErrDuplicateJob, "%s: got %v", id, d.v)
-		mu.Lock()
-		require.Equal(t, []int{1}, ran[id], "%s: only the first submission's payload runs", id)
-		mu.Unlock()
+		require.Equal(t, []int{1}, ran.of(id), "%s: only the first submission's payload runs", id)
 	}
+}
+
+// payloadLog records, per job ID, the Width of each payload that its echo
+// handler ran: which submission's input a job ran with.
+type payloadLog struct {
+	mu  sync.Mutex
+	ran map[string][]int
+}
+
+// register registers the recording "echo" handler in reg.
+func (l *payloadLog) register(reg *natsjobs.Registry) natsjobs.Handle[resizeArgs, int] {
+	return natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.ran == nil {
+			l.ran = map[string][]int{}
+		}
+		l.ran[in.Name] = append(l.ran[in.Name], in.Width)
+		return in.Width, nil
+	})
+}
+
+// of returns the payloads job id ran with, in order.
+func (l *payloadLog) of(id string) []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.ran[id])
 }

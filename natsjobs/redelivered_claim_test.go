@@ -2,7 +2,6 @@ package natsjobs_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,19 +18,9 @@ func TestDuplicateRedeliveredBeforeTheClaim(t *testing.T) {
 	ts := startServer(t)
 	ns := natsjobs.WithNamespace(namespace())
 	ctx := wctx(t, 20*time.Second)
-	var mu sync.Mutex
-	ran := map[string][]int{}
-	mk := func() (*natsjobs.Registry, natsjobs.Handle[resizeArgs, int]) {
-		reg := natsjobs.NewRegistry()
-		h := natsjobs.Register(reg, "echo", func(ctx context.Context, in resizeArgs) (int, error) {
-			mu.Lock()
-			ran[in.Name] = append(ran[in.Name], in.Width)
-			mu.Unlock()
-			return in.Width, nil
-		})
-		return reg, h
-	}
-	reg1, echo := mk()
+	ran := &payloadLog{}
+	reg1 := natsjobs.NewRegistry()
+	echo := ran.register(reg1)
 	entered := make(chan struct{}, 1)
 	release := make(chan struct{})
 	hold := natsjobs.WithBeforeBegin(func(id string) {
@@ -55,14 +44,13 @@ func TestDuplicateRedeliveredBeforeTheClaim(t *testing.T) {
 	go func() { time.Sleep(20 * time.Millisecond); close(release) }()
 	_ = w1.Shutdown(sctx) // hands back: Nak, redelivered at once
 	cancel()
-	reg2, _ := mk()
+	reg2 := natsjobs.NewRegistry()
+	ran.register(reg2)
 	newWorker(t, ts.connect(t), reg2, ns)
 	time.Sleep(200 * time.Millisecond) // the first submission comes later
 	v, err := echo.Submit(ctx, first, id, resizeArgs{Name: id, Width: 1}).Wait(ctx)
 	t.Logf("first: %v %v; dup: %v", v, err, <-dup)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(ran[id]) != 1 || ran[id][0] != 1 {
-		t.Errorf("ran %v, want only the first submission's payload [1]", ran[id])
+	if got := ran.of(id); len(got) != 1 || got[0] != 1 {
+		t.Errorf("ran %v, want only the first submission's payload [1]", got)
 	}
 }
