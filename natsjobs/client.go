@@ -327,8 +327,12 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	// carries the nonce too, so that a duplicate's message is never taken
 	// for the real one's by the stream's deduplication. A job with
 	// dependencies or a time waits in the stream or the claim: claim first.
+	// A delayed job's messages carry a nonce as well, though its claim
+	// goes first: a worker that drops a message for an outcome recorded
+	// by another submission tells by it that the claim expired before
+	// that outcome (store.reannounce).
 	together := len(deps) == 0 && at.IsZero()
-	if together {
+	if len(deps) == 0 {
 		j.Nonce = nuid.Next()
 	}
 	b, err := json.Marshal(j)
@@ -429,7 +433,15 @@ func (c *Client) link(ctx context.Context, j *jobRecord) error {
 			return err
 		}
 	}
-	fr, err := c.s.tryStart(ctx, j.ID)
+	fr, had, err := c.s.tryStart(ctx, j.ID)
+	if had != nil {
+		// An outcome recorded before this submission: its claim expired
+		// before the outcome did (see store.reannounce), or a Cancel came
+		// first. No message is sent and no watcher sees the outcome again:
+		// hand it to this client's waiters.
+		c.deliver(j.ID, had)
+		return nil
+	}
 	if err != nil || fr == nil {
 		return err
 	}
@@ -570,7 +582,8 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	if c == nil {
 		return ErrInvalidJob
 	}
-	if _, _, err := c.s.getJob(ctx, id); err != nil {
+	j, _, err := c.s.getJob(ctx, id)
+	if err != nil {
 		if !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return err
 		}
@@ -583,7 +596,9 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("%w: %q", ErrUnknownJob, id)
 	}
-	r := &resultRecord{ID: id, Error: &errRecord{Kind: kindCanceled, Message: "cancelled by Client.Cancel"}}
+	// The claim's nonce: the job's message, when it comes, finds an
+	// outcome of its own submission (see resultRecord.Nonce).
+	r := &resultRecord{ID: id, Error: &errRecord{Kind: kindCanceled, Message: "cancelled by Client.Cancel"}, Nonce: j.Nonce}
 	created, err := c.s.record(ctx, r)
 	if err != nil {
 		return err

@@ -34,7 +34,7 @@
 // [WithAckWait]), when the worker loses the server for longer than that,
 // and when a worker shuts down while the job runs ([Worker.Shutdown] hands
 // it back). Only the first outcome recorded for an ID counts: outcomes are
-// created, never overwritten, in a KV bucket, so a second execution cannot
+// created, never changed, in a KV bucket, so a second execution cannot
 // record a second, different outcome, and every future of the job sees the
 // same one. Handlers must therefore be idempotent: a duplicate execution
 // is a second call with the same input whose result is discarded. See
@@ -43,7 +43,9 @@
 // A job ID is unique across processes for the retention ([WithRetention],
 // a day by default): the submission claims it with a KV create, and a
 // second submission of the ID fails with [ErrDuplicateJob] (the first job
-// is left alone; [Handle.Future] waits for it).
+// is left alone; [Handle.Future] waits for it). A claim expires before
+// its job's outcome; a submission made in between resolves with the
+// outcome that is kept, without running.
 //
 // # Options
 //

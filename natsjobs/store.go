@@ -26,7 +26,7 @@ const (
 	hdrTimeout   = "Qp-Timeout"    // per attempt, nanoseconds
 	hdrBackoff   = "Qp-Backoff"    // base backoff, nanoseconds
 	hdrNotBefore = "Qp-Not-Before" // unix nanoseconds; early deliveries are nak'ed until then
-	hdrClaim     = "Qp-Claim"      // the claim's nonce, on a first message sent with its claim (Client.submit)
+	hdrClaim     = "Qp-Claim"      // the claim's nonce, on every message of a job submitted with one (Client.submit)
 )
 
 // headroom is what a message's headers and a record's other fields may
@@ -215,9 +215,9 @@ type jobRecord struct {
 	Backoff   time.Duration `json:"backoff,omitempty"`
 	Submitted time.Time     `json:"submitted"`
 	NotBefore time.Time     `json:"not_before,omitzero"` // a delayed job: Handle.SubmitAt
-	// Nonce is set when the submitter sent the claim and the job's first
-	// message at once (Client.submit): the message carries it, and a
-	// worker drops a message whose job's claim has another nonce.
+	// Nonce is set for a job with no dependencies (Client.submit): its
+	// messages carry it, a worker drops a first attempt whose job's claim
+	// has another nonce, and its outcome records it (resultRecord).
 	Nonce string `json:"nonce,omitempty"`
 	// Unhandled is set by a worker that received the job but has no
 	// handler for Name: the job waits for a worker that has one.
@@ -230,7 +230,8 @@ type unhandled struct {
 }
 
 // resultRecord is a job's outcome in the results bucket. It is created,
-// never updated: the first outcome recorded is the job's.
+// never changed: the first outcome recorded is the job's (store.reannounce
+// may write it again, unchanged).
 type resultRecord struct {
 	ID       string     `json:"id"`
 	OK       bool       `json:"ok"`
@@ -239,6 +240,11 @@ type resultRecord struct {
 	Attempts int        `json:"attempts"`
 	Worker   string     `json:"worker,omitempty"`
 	Finished time.Time  `json:"finished"`
+	// Nonce is the claim nonce of the submission whose message or Cancel
+	// recorded the outcome, if it had one: a worker that finds the
+	// outcome of another submission than the claim's knows that the
+	// claim expired before it (see store.reannounce).
+	Nonce string `json:"nonce,omitempty"`
 }
 
 type errRecord struct {
@@ -328,6 +334,44 @@ func (s *store) existingResult(ctx context.Context, id string) (*resultRecord, e
 	}
 }
 
+// errOutcomeGone says that an outcome reannounce was to write again had
+// expired (or changed) before it was written.
+var errOutcomeGone = errors.New("natsjobs: the outcome expired meanwhile")
+
+// reannounce writes job id's outcome again, unchanged (a KV update at its
+// revision: never a second, different outcome), so that every client's
+// watcher delivers it once more, and its retention starts again.
+//
+// Why: a claim is written before its outcome and both live for the
+// retention, so the claim expires first. A submission of the ID in the gap
+// is accepted, and its future waits for an outcome recorded before it
+// registered, which no watcher would deliver again; a worker that drops
+// a message because its job has an outcome reannounces it, and the
+// submission resolves with it, as a duplicate's may. Found by
+// TestResubmissionBetweenExpiriesResolves. The new life keeps the outcome
+// past the new claim, so the gap does not open again at once. Only
+// Worker.reannounceIfStale calls it, for a message whose submission holds
+// the claim while the outcome is another's: so a redelivery or a
+// duplicate submission writes nothing, and an ID's outcome is written once
+// unless its claim expired before it.
+func (s *store) reannounce(ctx context.Context, id string) error {
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	e, err := s.results.Get(ctx, key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return errOutcomeGone
+	}
+	if err != nil {
+		return err
+	}
+	_, err = s.results.Update(ctx, key(id), e.Value(), e.Revision())
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return errOutcomeGone
+	}
+	return err
+}
+
 func decodeResult(b []byte) (*resultRecord, error) {
 	var r resultRecord
 	if err := json.Unmarshal(b, &r); err != nil {
@@ -415,7 +459,7 @@ func (s *store) release(ctx context.Context, done *resultRecord) error {
 				}
 				continue
 			}
-			fr, err := s.tryStart(ctx, d)
+			fr, _, err := s.tryStart(ctx, d)
 			if err != nil {
 				return err
 			}
@@ -484,35 +528,37 @@ func (s *store) dependents(ctx context.Context, id string) ([]string, error) {
 // failure if one failed (and returns that outcome, for the caller to
 // release its dependents), and does nothing while one is pending or when
 // the job has an outcome already (cancelled while it waited).
-func (s *store) tryStart(ctx context.Context, id string) (*resultRecord, error) {
-	if _, err := s.getResult(ctx, id); err == nil {
-		return nil, nil
+// It returns, as had, the outcome the job has already, if it has one.
+func (s *store) tryStart(ctx context.Context, id string) (failed, had *resultRecord, err error) {
+	if r, err := s.getResult(ctx, id); err == nil {
+		return nil, r, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, err
+		return nil, nil, err
 	}
 	j, _, err := s.getJob(ctx, id)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil // expired: nothing to start
+		return nil, nil, nil // expired: nothing to start
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, d := range j.Deps {
 		dr, err := s.getResult(ctx, d)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			return nil, nil // pending: its finisher releases the job
+			return nil, nil, nil // pending: its finisher releases the job
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !dr.OK {
 			if _, err := s.record(ctx, dependencyFailure(id, dr)); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			return s.existingResult(ctx, id) // whoever recorded it: see release
+			fr, err := s.existingResult(ctx, id) // whoever recorded it: see release
+			return fr, nil, err
 		}
 	}
-	return nil, s.publish(ctx, j, j.Payload, 1, j.NotBefore)
+	return nil, nil, s.publish(ctx, j, j.Payload, 1, j.NotBefore)
 }
 
 // publish sends attempt of job j to its queue. An attempt that must not
@@ -576,7 +622,7 @@ func (s *store) jobMsg(j *jobRecord, payload []byte, attempt int, notBefore time
 // jobFromHeaders rebuilds the job record a message carries (without its
 // dependencies, which are behind it) and the attempt number.
 func jobFromHeaders(h nats.Header, queue string) (*jobRecord, int, error) {
-	j := &jobRecord{ID: h.Get(hdrID), Name: h.Get(hdrName), Queue: queue}
+	j := &jobRecord{ID: h.Get(hdrID), Name: h.Get(hdrName), Queue: queue, Nonce: h.Get(hdrClaim)}
 	attempt, err := strconv.Atoi(h.Get(hdrAttempt))
 	if err != nil || j.ID == "" || attempt < 1 {
 		return nil, 0, fmt.Errorf("natsjobs: malformed job message (id %q, attempt %q)", j.ID, h.Get(hdrAttempt))

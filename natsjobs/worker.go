@@ -419,32 +419,47 @@ func (w *Worker) handle(m jetstream.Msg) {
 		_ = m.Ack() // cancelled: the canceller recorded the outcome
 		return
 	}
-	// A first message sent with its claim (Client.submit) is checked
-	// against the claim, read at the same time as the outcome.
-	nonce := m.Headers().Get(hdrClaim)
+	// A first attempt whose submission has a nonce (Client.submit) is
+	// checked against the claim, read at the same time as the outcome;
+	// later attempts were published by a worker that checked it.
+	nonce := ""
+	if attempt == 1 {
+		nonce = j.Nonce
+	}
 	var claim *batchRead
 	if nonce != "" && w.claims != nil {
 		claim = w.claims.start(key(j.ID))
 	}
+	// Young: delivered first, or stored less than claimWait ago by the
+	// server's clock (a first delivery handed back, or naked after an
+	// error, must wait as well: TestDuplicateRedeliveredBeforeTheClaim).
+	young := md == nil || md.NumDelivered <= 1 || time.Since(md.Timestamp) < claimWait
 	if prev, err := w.outcome(ctx, j.ID); err == nil || !errors.Is(err, jetstream.ErrKeyNotFound) {
 		w.end(r)
 		if err != nil {
 			_ = m.NakWithDelay(retryDelay)
 			return
 		}
-		// Finished already: a duplicate delivery, a cancelled job, or a
-		// redelivery after the recorder died before it acknowledged. The
-		// recorder may not have released the dependents: do it again.
+		// Finished already: a duplicate delivery, a cancelled job, a
+		// redelivery after the recorder died before it acknowledged, or
+		// the message of a submission made after the job's claim expired
+		// and before its outcome did. The recorder may not have released
+		// the dependents: do it again. The last case's submission waits
+		// for an outcome recorded before it: announce it again.
 		w.stats.dropped.Add(1)
 		defer w.keepAlive(m)()
-		w.ackAfter(m, w.s.release(ctx, prev))
+		err := w.s.release(ctx, prev)
+		if err == nil && nonce != "" && prev.Nonce != nonce {
+			err = w.reannounceIfStale(ctx, claim, j.ID, nonce, young)
+		}
+		if errors.Is(err, errOutcomeGone) {
+			_ = m.Nak() // the job has no outcome now: its next delivery runs it
+			return
+		}
+		w.ackAfter(m, err)
 		return
 	}
 	if nonce != "" {
-		// Young: delivered first, or stored less than claimWait ago by the
-		// server's clock (a first delivery handed back, or naked after
-		// an error, must wait as well: TestDuplicateRedeliveredBeforeTheClaim).
-		young := md == nil || md.NumDelivered <= 1 || time.Since(md.Timestamp) < claimWait
 		if stray, err := w.stray(ctx, runCtx, claim, j.ID, nonce, young); err != nil || stray {
 			if handedBack, canceled := w.end(r); handedBack || canceled {
 				if canceled {
@@ -647,6 +662,22 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 	return c.Nonce != nonce, nil
 }
 
+// reannounceIfStale announces job id's outcome again (store.reannounce)
+// when the message dropped for it is that of a submission made after the
+// job's claim expired: the outcome was recorded by another submission
+// (the caller checked that its nonce is not the message's), and the claim
+// is the message's (stray, with its wait for a claim not stored yet: the
+// message is sent with it). A duplicate submission's message, whose claim
+// was refused, writes nothing. It returns errOutcomeGone if the outcome
+// expired meanwhile.
+func (w *Worker) reannounceIfStale(ctx context.Context, claim *batchRead, id, nonce string, young bool) error {
+	stray, err := w.stray(ctx, ctx, claim, id, nonce, young)
+	if err != nil || stray {
+		return err
+	}
+	return w.s.reannounce(ctx, id)
+}
+
 // claimWait bounds how long a message's first delivery waits for a claim
 // it does not find (see stray): longer than a claim create takes while the
 // server answers, short enough that a message whose submitter's create
@@ -684,6 +715,7 @@ func call(ctx context.Context, h *handler, codec qpool.Codec, payload []byte) (o
 func (w *Worker) record(ctx context.Context, m jetstream.Msg, r *resultRecord) {
 	defer w.keepAlive(m)()
 	r.Worker = w.cfg.name
+	r.Nonce = m.Headers().Get(hdrClaim) // the submission's: see resultRecord
 	created, err := w.s.record(ctx, r)
 	if err == nil {
 		if created {

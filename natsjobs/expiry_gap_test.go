@@ -1,0 +1,96 @@
+package natsjobs_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/qpool/qpool"
+	"github.com/qpool/qpool/natsjobs"
+)
+
+// TestResubmissionBetweenExpiriesResolves: a claim is written before its
+// outcome, so with one retention for both it expires first. A submission
+// of the ID in the gap is accepted (the claim is gone), and a worker drops
+// its message because the job has an outcome. Its future must still
+// resolve: with the outcome that is kept, as a duplicate submission's
+// may, or with a run of its own if that outcome expired too. Before the
+// fix it never resolved (the outcome it waits for was recorded before it
+// registered, and nothing recorded another).
+func TestResubmissionBetweenExpiriesResolves(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		submit func(ctx context.Context, h natsjobs.Handle[int, int64], c *natsjobs.Client) *qpool.Future[int64]
+	}{
+		{"Plain", func(ctx context.Context, h natsjobs.Handle[int, int64], c *natsjobs.Client) *qpool.Future[int64] {
+			return h.Submit(ctx, c, "gap", 0)
+		}},
+		{"Delayed", func(ctx context.Context, h natsjobs.Handle[int, int64], c *natsjobs.Client) *qpool.Future[int64] {
+			return h.SubmitAt(ctx, c, "gap", 0, time.Now().Add(50*time.Millisecond))
+		}},
+		{"WithDependency", func(ctx context.Context, h natsjobs.Handle[int, int64], c *natsjobs.Client) *qpool.Future[int64] {
+			return h.Submit(ctx, c, "gap", 0, qpool.WithDependencies("dep"))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testResubmissionBetweenExpiries(t, tc.submit)
+		})
+	}
+}
+
+func testResubmissionBetweenExpiries(t *testing.T, submit func(context.Context, natsjobs.Handle[int, int64], *natsjobs.Client) *qpool.Future[int64]) {
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	retention := natsjobs.WithRetention(2 * time.Second)
+	var runs atomic.Int64
+	reg := natsjobs.NewRegistry()
+	h := natsjobs.Register(reg, "slow", func(ctx context.Context, _ int) (int64, error) {
+		n := runs.Add(1)
+		if n == 1 {
+			// The outcome is recorded about a second after the claim, so
+			// the claim expires about a second before it.
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		return n, nil
+	})
+	dep := natsjobs.Register(reg, "dep", func(context.Context, int) (int, error) { return 0, nil })
+	c := newClient(t, ts.connect(t), ns, retention, quiet)
+	newWorker(t, ts.connect(t), reg, ns, retention, quiet)
+	ctx := wctx(t, 20*time.Second)
+
+	if _, err := dep.Submit(ctx, c, "dep", 0).Wait(ctx); err != nil {
+		t.Fatalf("dependency: %v", err)
+	}
+	v, err := submit(ctx, h, c).Wait(ctx)
+	if err != nil || v != 1 {
+		t.Fatalf("first run: %v, %v", v, err)
+	}
+	// Wait for the gap: the claim gone, the outcome still kept.
+	waitFor(t, 10*time.Second, "the claim to expire before the outcome", func() bool {
+		st, err := c.Status(ctx, "gap")
+		if errors.Is(err, natsjobs.ErrUnknownJob) {
+			t.Fatal("the outcome expired with the claim: no gap to test")
+		}
+		return err == nil && st.Name == "" && st.Result != nil
+	})
+	got, err := submit(ctx, h, c).Wait(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("watchdog: the resubmission's future never resolved")
+	}
+	switch {
+	case err != nil:
+		t.Fatalf("resubmission: %v", err)
+	case got != 1:
+		t.Fatalf("resubmission resolved with %d: the job ran again while its outcome was kept", got)
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the handler ran %d times", n)
+	}
+}
