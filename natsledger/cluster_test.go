@@ -221,6 +221,16 @@ func TestLeaderKilled(t *testing.T) {
 	}
 
 	t.Logf("writers open after %v", time.Since(began).Round(time.Millisecond))
+
+	// The R3 stream is opened as it is without WithReplicas; an explicit
+	// other count is refused (TestWithReplicasMismatch does the reverse
+	// on a single server, where an R3 stream cannot be made).
+	l, err := natsledger.Open(ctx, ws[0].nc, id)
+	require.NoError(t, err)
+	require.NoError(t, l.Close())
+	_, err = natsledger.Open(ctx, ws[0].nc, id, natsledger.WithReplicas(1))
+	require.ErrorIs(t, err, natsledger.ErrConfigMismatch)
+	require.ErrorContains(t, err, "has 3 replicas, WithReplicas(1)")
 	victim := moveLeaderToFeeds(t, servers, ws[0].nc, natsledger.StreamName(id))
 	t.Logf("leader moved after %v", time.Since(began).Round(time.Millisecond))
 

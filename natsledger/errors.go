@@ -14,8 +14,15 @@ var (
 	// Retry stores the change at most once.
 	ErrUnavailable = errors.New("natsledger: jetstream unavailable")
 
-	// ErrInvalidConfig is returned by Open for a nil connection or a
-	// stream that exists with subjects the ledger cannot use, and by
+	// ErrInvalidConfig is returned by Open for a nil connection, a
+	// [WithReplicas] outside 1..[MaxReplicas] or a stream that exists
+	// with subjects the ledger cannot use, and by
 	// Retry on an [UnconfirmedError] that no Append returned.
 	ErrInvalidConfig = errors.New("natsledger: invalid configuration")
+
+	// ErrConfigMismatch is returned by Open when the stream exists with a
+	// configuration that contradicts an option given explicitly: a
+	// [WithReplicas] count other than the stream's. Nothing is changed on
+	// the server.
+	ErrConfigMismatch = errors.New("natsledger: existing stream differs from the options")
 )

@@ -88,6 +88,9 @@ func Open(ctx context.Context, nc *nats.Conn, id string, opts ...Option) (*Ledge
 		return nil, fmt.Errorf("natsledger: open %q: nil connection: %w", id, ErrInvalidConfig)
 	}
 	cfg := newConfig(opts)
+	if cfg.replicasSet && (cfg.replicas < 1 || cfg.replicas > MaxReplicas) {
+		return nil, fmt.Errorf("natsledger: open %q: WithReplicas(%d): want 1 to %d: %w", id, cfg.replicas, MaxReplicas, ErrInvalidConfig)
+	}
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(maxAttempt))
 	if err != nil {
 		return nil, fmt.Errorf("natsledger: open %q: %w", id, err)
@@ -141,6 +144,16 @@ func (l *Ledger) ensureStream(ctx context.Context) (uint64, error) {
 	want := l.prefix + ".>"
 	if len(info.Config.Subjects) != 1 || info.Config.Subjects[0] != want {
 		return 0, fmt.Errorf("stream %s has subjects %v, want [%s]: %w", l.stream, info.Config.Subjects, want, ErrInvalidConfig)
+	}
+	// Invariant: a ledger opened with WithReplicas(n) runs on a stream
+	// with n replicas. Find-or-create binds to a stream whatever its
+	// configuration (another process may make it, with other replicas,
+	// between our lookup and our create), so the stream is checked as it
+	// is, after either path, and nothing here changes it. Only a change
+	// of the stream made after Open (the nats tool) can break this; it is
+	// not checked again.
+	if have := max(info.Config.Replicas, 1); l.cfg.replicasSet && have != l.cfg.replicas {
+		return 0, fmt.Errorf("stream %s has %d replicas, WithReplicas(%d): %w", l.stream, have, l.cfg.replicas, ErrConfigMismatch)
 	}
 	l.st = st
 	s := info.State

@@ -12,13 +12,16 @@ import (
 type Option interface{ apply(*config) }
 
 type config struct {
-	timeout   time.Duration
-	codec     qpool.Codec
-	storage   jetstream.StorageType
-	replicas  int
-	dupWindow time.Duration
-	cacheSize int
-	logger    *slog.Logger
+	timeout  time.Duration
+	codec    qpool.Codec
+	storage  jetstream.StorageType
+	replicas int
+	// replicasSet: WithReplicas was given, so an existing stream must
+	// have replicas replicas (see ensureStream).
+	replicasSet bool
+	dupWindow   time.Duration
+	cacheSize   int
+	logger      *slog.Logger
 }
 
 func newConfig(opts []Option) config {
@@ -72,10 +75,20 @@ func WithStorage(s jetstream.StorageType) Option {
 	return optionFunc(func(c *config) { c.storage = s })
 }
 
+// MaxReplicas is the most replicas [WithReplicas] accepts: a JetStream
+// stream has at most five.
+const MaxReplicas = 5
+
 // WithReplicas sets how many servers of a cluster hold the stream when
-// Open creates it (1 by default; 3 survives the loss of one server).
+// Open creates it, from 1 to [MaxReplicas] (1 by default; 3 survives the
+// loss of one server). Without WithReplicas, Open uses a stream that
+// exists with whatever replicas it has. Given, n must match the stream
+// that exists, or Open fails with [ErrConfigMismatch] naming both counts
+// and changes nothing (change the replicas of an existing stream with the
+// nats tool). A value outside 1..MaxReplicas fails Open with
+// [ErrInvalidConfig] before anything is made on the server.
 func WithReplicas(n int) Option {
-	return optionFunc(func(c *config) { c.replicas = max(n, 1) })
+	return optionFunc(func(c *config) { c.replicas, c.replicasSet = n, true })
 }
 
 // WithDuplicateWindow sets how long the stream remembers message IDs when
