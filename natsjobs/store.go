@@ -365,8 +365,7 @@ func (s *store) reannounce(ctx context.Context, id string) error {
 		return err
 	}
 	_, err = s.results.Update(ctx, key(id), e.Value(), e.Revision())
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) { // 10071, or 10164 with replicas
 		return errOutcomeGone
 	}
 	return err
