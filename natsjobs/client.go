@@ -327,14 +327,18 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	// carries the nonce too, so that a duplicate's message is never taken
 	// for the real one's by the stream's deduplication. A job with
 	// dependencies or a time waits in the stream or the claim: claim first.
-	// A delayed job's messages carry a nonce as well, though its claim
-	// goes first: a worker that drops a message for an outcome recorded
-	// by another submission tells by it that the claim expired before
-	// that outcome (store.reannounce).
+	// Every submission has a nonce, in its claim and its messages, though
+	// only a job sent with its claim needs it against duplicates: a
+	// worker that drops a message for an outcome recorded by another
+	// submission tells by it that the claim expired before that outcome
+	// (store.reannounce); a cancel marker names the submission it cancels
+	// (cancelMark); and the message IDs of a later submission of the ID
+	// differ from this one's, so the stream's duplicate window cannot
+	// swallow them (found by an attack: a job with a dependency submitted
+	// again after its records expired was never published, its release
+	// deduplicated against the first's: TestAttackResubmitAfterExpiryWithDependencies).
 	together := len(deps) == 0 && at.IsZero()
-	if len(deps) == 0 {
-		j.Nonce = nuid.Next()
-	}
+	j.Nonce = nuid.Next()
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
@@ -356,12 +360,16 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	// The claim: one create per ID, whoever submits it.
 	rev, err := c.s.jobs.Create(ctx, key(id), b)
 	var perr error
+	var ack *jetstream.PubAck
 	if sent != nil {
-		perr = awaitAck(ctx, sent)
+		ack, perr = awaitPubAck(ctx, sent)
 	}
 	if err != nil {
 		c.forget(id, w)
 		if errors.Is(err, jetstream.ErrKeyExists) {
+			if ack != nil && !ack.Duplicate { // a duplicate ack names another message
+				c.retract(ack)
+			}
 			return fmt.Errorf("%w: %q", ErrDuplicateJob, id) // what w kept is the existing job's
 		}
 		if sent != nil && (perr == nil || ambiguous(perr)) {
@@ -394,21 +402,50 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	return nil
 }
 
+// retract removes from its stream the message of a submission whose
+// claim was refused (a duplicate), so that no worker gets it. A worker
+// that gets it anyway drops it for its nonce while the existing claim is
+// there (Worker.stray); retracting it also covers a message delivered
+// after that claim expired, which would otherwise run once no claim and no
+// outcome stopped it (found by an attack:
+// TestAttackDuplicateDeliveredAfterClaimExpiry, a refused duplicate's
+// payload ran and its value became the first submission's outcome). Best
+// effort, with a context of its own; a message already taken by a worker
+// is deleted too, and its acknowledgement then finds nothing.
+func (c *Client) retract(ack *jetstream.PubAck) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NoErase bool   `json:"no_erase"`
+	}{ack.Sequence, true})
+	if err != nil {
+		return
+	}
+	_, _ = c.s.js.Conn().RequestWithContext(ctx, apiPrefix(c.s.js)+"STREAM.MSG.DELETE."+ack.Stream, req)
+}
+
 // awaitAck waits for the server's acknowledgement of an asynchronous
 // publish, at most until ctx ends or opTimeout passes (then the publish
 // may have been stored: ambiguous says so).
 func awaitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	_, err := awaitPubAck(ctx, f)
+	return err
+}
+
+// awaitPubAck is awaitAck that returns the acknowledgement.
+func awaitPubAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	t := time.NewTimer(opTimeout)
 	defer t.Stop()
 	select {
-	case <-f.Ok():
-		return nil
+	case ack := <-f.Ok():
+		return ack, nil
 	case err := <-f.Err():
-		return err
+		return nil, err
 	case <-ctx.Done():
-		return context.Cause(ctx)
+		return nil, context.Cause(ctx)
 	case <-t.C:
-		return fmt.Errorf("natsjobs: publish: %w", context.DeadlineExceeded)
+		return nil, fmt.Errorf("natsjobs: publish: %w", context.DeadlineExceeded)
 	}
 }
 
@@ -616,6 +653,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	// The outcome first, then the marker: a worker that registers the job
 	// as running before it looks for an outcome either finds this one or
 	// is running the job when the marker reaches it (see Worker.begin).
-	_, putErr := c.s.cancels.Put(ctx, key(id), nil)
+	// The marker names the submission it cancels (see cancelMark).
+	_, putErr := c.s.cancels.Put(ctx, key(id), []byte(j.Nonce))
 	return errors.Join(putErr, c.s.release(ctx, r))
 }

@@ -121,7 +121,12 @@ func WithRetention(d time.Duration) Option {
 // [NewClient] and [NewWorker] fail with [ErrConfigMismatch] (change the
 // replicas of existing ones with the nats tool, then restart every
 // process). A value outside 1..MaxReplicas fails them with
-// [ErrInvalidOption].
+// [ErrInvalidOption], and so does a value above 1 where a stream or bucket
+// must be made on a server that is not in a cluster. Processes that start
+// together race to make them: the losers wait for the winner's (up to 15
+// s) and use them, or fail with ErrConfigMismatch if their WithReplicas
+// differs; processes started together with different values may so leave
+// a namespace with mixed counts.
 //
 // With more than one replica natsjobs reads its buckets through each
 // stream's leader, not with direct gets, which any replica may answer

@@ -109,14 +109,19 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 
 // bucket opens a bucket, creating it if no process has.
 func (s *store) bucket(ctx context.Context, name string) (*kvBucket, error) {
-	kv, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
-	if errors.Is(err, jetstream.ErrBucketExists) {
-		kv, err = s.js.KeyValue(ctx, name)
-	}
+	kv, err := findOrMake(ctx,
+		func(ctx context.Context) (jetstream.KeyValue, error) { return s.js.KeyValue(ctx, name) },
+		func(ctx context.Context) (jetstream.KeyValue, error) {
+			return s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
+		},
+		func(err error) bool { return errors.Is(err, jetstream.ErrBucketNotFound) })
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
+		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, replicasRefused(err))
 	}
-	st, err := s.js.Stream(ctx, "KV_"+name)
+	// Its stream, looked up as findOrMake does (a racing make may leave it
+	// "not found" for a moment on a cluster).
+	find := func(ctx context.Context) (jetstream.Stream, error) { return s.js.Stream(ctx, "KV_"+name) }
+	st, err := findOrMake(ctx, find, find, func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) })
 	if err != nil {
 		return nil, fmt.Errorf("natsjobs: bucket %s: %w", name, err)
 	}
@@ -159,19 +164,22 @@ func (s *store) schedSubject(queue, id string) string {
 // ensureStream creates the queue's work-queue stream unless this process
 // knows it exists. Clients and workers create the same configuration.
 func (s *store) ensureStream(ctx context.Context, queue string) (jetstream.Stream, error) {
-	st, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:              s.streamName(queue),
-		Subjects:          []string{s.runSubject(queue), s.ns + ".q." + queue + ".sched.*"},
-		Retention:         jetstream.WorkQueuePolicy,
-		Storage:           jetstream.FileStorage,
-		AllowMsgSchedules: true,
-		Replicas:          s.replicas,
-	})
-	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		st, err = s.js.Stream(ctx, s.streamName(queue))
-	}
+	name := s.streamName(queue)
+	st, err := findOrMake(ctx,
+		func(ctx context.Context) (jetstream.Stream, error) { return s.js.Stream(ctx, name) },
+		func(ctx context.Context) (jetstream.Stream, error) {
+			return s.js.CreateStream(ctx, jetstream.StreamConfig{
+				Name:              name,
+				Subjects:          []string{s.runSubject(queue), s.ns + ".q." + queue + ".sched.*"},
+				Retention:         jetstream.WorkQueuePolicy,
+				Storage:           jetstream.FileStorage,
+				AllowMsgSchedules: true,
+				Replicas:          s.replicas,
+			})
+		},
+		func(err error) bool { return errors.Is(err, jetstream.ErrStreamNotFound) })
 	if err != nil {
-		return nil, fmt.Errorf("natsjobs: stream for queue %q: %w", queue, err)
+		return nil, fmt.Errorf("natsjobs: stream for queue %q: %w", queue, replicasRefused(err))
 	}
 	if err := s.checkReplicas("stream "+s.streamName(queue), st.CachedInfo().Config.Replicas); err != nil {
 		return nil, err

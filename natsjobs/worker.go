@@ -62,14 +62,34 @@ type Worker struct {
 	finishing   map[jetstream.Msg]struct{} // guarded by mu: messages whose outcome is being recorded and released (see keepAlive)
 	ents        map[string]*entangled      // guarded by mu: the handlers' entanglements (entangle.go)
 	entsClosed  bool                       // guarded by mu: Shutdown closed them
-	canceled    map[string]time.Time       // guarded by mu: cancel markers seen lately
+	canceled    map[string]cancelMark      // guarded by mu: cancel markers seen lately
 
 	stats workerStats
+}
+
+// cancelMark is a cancel marker as a worker remembers it: when it came,
+// and the nonce of the submission it cancels ("" from a Cancel of a job
+// without one, or of an older version: it cancels any submission of the
+// ID). The nonce keeps a cancel from reaching a later submission of the
+// ID, made once the cancelled one's records expired (found by an attack:
+// TestAttackResubmitAfterCancelExpired, a worker that had seen the cancel
+// dropped the new submission's message for a minute, and its future never
+// resolved).
+type cancelMark struct {
+	at    time.Time
+	nonce string
+}
+
+// cancels reports whether a cancel marked nonce cancels a run of the
+// submission with nonce.
+func (c cancelMark) cancels(nonce string) bool {
+	return c.nonce == "" || nonce == "" || c.nonce == nonce
 }
 
 // run is one job being run by this worker.
 type run struct {
 	id         string
+	nonce      string // its submission's, if it has one
 	msg        jetstream.Msg
 	cancel     context.CancelCauseFunc // set before the run is visible in running
 	canceled   bool                    // guarded by Worker.mu: a cancel marker came
@@ -158,7 +178,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		slots:     make(chan struct{}, cfg.concurrency),
 		stopFetch: make(chan struct{}), fetchDone: make(chan struct{}),
 		stopHB: make(chan struct{}), hbDone: make(chan struct{}),
-		running: map[*run]struct{}{}, canceled: map[string]time.Time{}, finishing: map[jetstream.Msg]struct{}{},
+		running: map[*run]struct{}{}, canceled: map[string]cancelMark{}, finishing: map[jetstream.Msg]struct{}{},
 		ents: map[string]*entangled{},
 	}
 	closeReads := func() {
@@ -321,16 +341,17 @@ func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
 		return
 	}
 	now := time.Now()
+	mark := cancelMark{at: now, nonce: string(e.Value())}
 	var cancels []context.CancelCauseFunc
 	w.mu.Lock()
-	for k, t := range w.canceled {
-		if now.Sub(t) > cancelMemory {
+	for k, c := range w.canceled {
+		if now.Sub(c.at) > cancelMemory {
 			delete(w.canceled, k)
 		}
 	}
-	w.canceled[id] = now
+	w.canceled[id] = mark
 	for r := range w.running {
-		if r.id == id {
+		if r.id == id && mark.cancels(r.nonce) {
 			r.canceled = true
 			cancels = append(cancels, r.cancel)
 		}
@@ -355,16 +376,16 @@ func (w *Worker) onCancel(e jetstream.KeyValueEntry) {
 // flag and registers under mu. So a run registered first is handed back
 // by handBack, and one that comes later sees the flag and goes back
 // itself; none runs past Shutdown's deadline. Only handBack sets the flag.
-func (w *Worker) begin(id string, m jetstream.Msg, cancel context.CancelCauseFunc) (r *run, handBack bool) {
+func (w *Worker) begin(id, nonce string, m jetstream.Msg, cancel context.CancelCauseFunc) (r *run, handBack bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.handingBack {
 		return nil, true
 	}
-	if _, ok := w.canceled[id]; ok {
+	if c, ok := w.canceled[id]; ok && c.cancels(nonce) {
 		return nil, false
 	}
-	r = &run{id: id, msg: m, cancel: cancel}
+	r = &run{id: id, nonce: nonce, msg: m, cancel: cancel}
 	w.running[r] = struct{}{}
 	return r, false
 }
@@ -409,7 +430,7 @@ func (w *Worker) handle(m jetstream.Msg) {
 	if w.cfg.beforeBegin != nil {
 		w.cfg.beforeBegin(j.ID)
 	}
-	r, handBack := w.begin(j.ID, m, cancel)
+	r, handBack := w.begin(j.ID, j.Nonce, m, cancel)
 	if handBack {
 		_ = m.Nak() // for immediate redelivery to another worker
 		return
@@ -460,7 +481,20 @@ func (w *Worker) handle(m jetstream.Msg) {
 		return
 	}
 	if nonce != "" {
-		if stray, err := w.stray(ctx, runCtx, claim, j.ID, nonce, young); err != nil || stray {
+		stray, found, err := w.stray(ctx, runCtx, claim, j.ID, nonce, young)
+		if err == nil && !stray && !found {
+			// No claim, even after the wait: the claim expired (or this
+			// submission's create failed). Look for an outcome once more:
+			// one recorded during the wait means the job is done, and this
+			// may be a refused duplicate's message (found by an attack:
+			// TestAttackDuplicateDeliveredAfterClaimExpiry).
+			if _, gerr := w.s.getResult(ctx, j.ID); gerr == nil {
+				stray = true
+			} else if !errors.Is(gerr, jetstream.ErrKeyNotFound) {
+				err = gerr
+			}
+		}
+		if err != nil || stray {
 			if handedBack, canceled := w.end(r); handedBack || canceled {
 				if canceled {
 					_ = m.Ack() // the canceller recorded the outcome
@@ -584,7 +618,7 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 
 // stray reports whether a message that carries the claim nonce nonce
 // belongs to another submission of job id than the one that holds the
-// claim: a duplicate submission sends its message with its claim, whose
+// claim, and whether a claim was found at all: a duplicate submission sends its message with its claim, whose
 // create then fails (Client.submit). Such a message is dropped.
 //
 // Invariant (a duplicate submission never runs): the message of a
@@ -609,12 +643,12 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 // TestDuplicateDeliveredBeforeTheClaimNeverRuns: the duplicate ran, its
 // outcome was recorded before the first submission's claim, and the
 // first submission's future never resolved.
-func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce string, young bool) (bool, error) {
+func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce string, young bool) (stray, found bool, err error) {
 	var v []byte
 	if claim != nil {
 		b, ok, err := claim.wait(ctx)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		v = b
 		if !ok {
@@ -623,7 +657,7 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 	} else {
 		b, err := w.claimOf(ctx, id)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		v = b
 	}
@@ -637,29 +671,29 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				return false, context.Cause(ctx)
+				return false, false, context.Cause(ctx)
 			case <-run.Done():
 				t.Stop()
-				return false, context.Cause(run)
+				return false, false, context.Cause(run)
 			case <-t.C:
 			}
 			b, err := w.claimOf(ctx, id)
 			if err != nil {
-				return false, err
+				return false, false, err
 			}
 			v = b
 		}
 	}
 	if v == nil {
-		return false, nil
+		return false, false, nil
 	}
 	var c struct {
 		Nonce string `json:"nonce"`
 	}
 	if err := json.Unmarshal(v, &c); err != nil {
-		return false, nil // not a claim this worker can read: run, rather than put back for ever
+		return false, true, nil // not a claim this worker can read: run, rather than put back for ever
 	}
-	return c.Nonce != nonce, nil
+	return c.Nonce != nonce, true, nil
 }
 
 // reannounceIfStale announces job id's outcome again (store.reannounce)
@@ -671,7 +705,7 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 // was refused, writes nothing. It returns errOutcomeGone if the outcome
 // expired meanwhile.
 func (w *Worker) reannounceIfStale(ctx context.Context, claim *batchRead, id, nonce string, young bool) error {
-	stray, err := w.stray(ctx, ctx, claim, id, nonce, young)
+	stray, _, err := w.stray(ctx, ctx, claim, id, nonce, young)
 	if err != nil || stray {
 		return err
 	}

@@ -15,8 +15,9 @@ var (
 	ErrUnavailable = errors.New("natsledger: jetstream unavailable")
 
 	// ErrInvalidConfig is returned by Open for a nil connection, a
-	// [WithReplicas] outside 1..[MaxReplicas] or a stream that exists
-	// with subjects the ledger cannot use, and by
+	// [WithReplicas] outside 1..[MaxReplicas] (or above 1 for a new
+	// stream on a server that is not in a cluster) or a stream that
+	// exists with subjects the ledger cannot use, and by
 	// Retry on an [UnconfirmedError] that no Append returned.
 	ErrInvalidConfig = errors.New("natsledger: invalid configuration")
 

@@ -130,14 +130,17 @@ func Open(ctx context.Context, nc *nats.Conn, id string, opts ...Option) (*Ledge
 // ensureStream finds or creates the stream, sets the replica's starting
 // point, and returns the stream sequence the replay must reach.
 func (l *Ledger) ensureStream(ctx context.Context) (uint64, error) {
-	st, err := l.js.Stream(ctx, l.stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = l.js.CreateStream(ctx, l.streamConfig())
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			st, err = l.js.Stream(ctx, l.stream) // another process won the race
-		}
-	}
+	st, err := l.findOrCreate(ctx)
 	if err != nil {
+		var apiErr *jetstream.APIError
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		case errors.As(err, &apiErr) && apiErr.ErrorCode == 10074:
+			// "replicas > 1 not supported in non-clustered mode":
+			// WithReplicas(n > 1) on a server that is not in a cluster.
+			err = fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		}
 		return 0, err
 	}
 	info := st.CachedInfo()

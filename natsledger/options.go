@@ -86,7 +86,11 @@ const MaxReplicas = 5
 // that exists, or Open fails with [ErrConfigMismatch] naming both counts
 // and changes nothing (change the replicas of an existing stream with the
 // nats tool). A value outside 1..MaxReplicas fails Open with
-// [ErrInvalidConfig] before anything is made on the server.
+// [ErrInvalidConfig] before anything is made on the server, and so does a
+// value above 1 for a new stream on a server that is not in a cluster.
+// Processes that open a new ID together race to create its stream: the
+// losers wait for the winner's (within Open's timeout) and use it, or
+// fail with ErrConfigMismatch if their WithReplicas differs.
 func WithReplicas(n int) Option {
 	return optionFunc(func(c *config) { c.replicas, c.replicasSet = n, true })
 }
