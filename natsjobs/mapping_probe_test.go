@@ -80,6 +80,26 @@ import (
 //     expecting sequence 0 for <ns>.job.<key>.* is refused as long as it
 //     is kept), and an ack only moves the consumer's state (no delete in
 //     the stream).
+//   - claimlog-full, claimexp-full: claimlog and claimexp with what
+//     natsjobs's promises still need per job: the outcome read before the
+//     run (a queued job's cancel), the dependents marker read after the
+//     create's PubAck (then the ack); Messages(), no dedup ID (the
+//     expected sequence refuses a second submission, and a publish
+//     repeated after a lost PubAck, which its nonce can tell apart).
+//     claimlog-full-fetch: with the Fetch loop.
+//   - journal: one Limits stream per queue holds, per ID, the job's
+//     message (<key>.run, as claimlog), its outcome (<key>.done) and its
+//     dependents marker (<key>.dep): the outcome is published expecting
+//     the job message's sequence as the last for <key>.*, so one
+//     conditional write says "no outcome yet, no newer attempt, no
+//     dependents marker yet"; if it is refused, the worker reads what
+//     came (a marker: release the dependents; an outcome: another's).
+//     A linker writes the marker, then reads the outcome: one stream
+//     orders both, so one of them sees the other, and the marker read
+//     after every create goes. Emulated on a KV bucket's stream (the keys
+//     <key>.run, <key>.done) so the batched reader and the KV watcher
+//     (filtered on *.done) apply; the workers' consumer is filtered on
+//     *.run. journal-fetch: with the Fetch loop.
 //   - claimmsg-noread-ff-msgs-nodedup: the outcome's create published
 //     with no reply subject (the server stores it and sends no PubAck) and
 //     the job acked at once. Not a mapping (the ack does not wait for the
@@ -97,7 +117,7 @@ import (
 // mapCfg is what a candidate mapping does per job.
 type mapCfg struct {
 	claimKV     bool   // today: a claim created in <ns>_jobs, sent with the message
-	perID       string // "": one run subject; "limit": <ns>.job.<key> with the per-subject limit; "expect": <ns>.job.<key>.run with an expected last sequence; "log": as expect on a Limits stream
+	perID       string // "": one run subject; "limit": <ns>.job.<key> with the per-subject limit; "expect": <ns>.job.<key>.run with an expected last sequence; "log": as expect on a Limits stream; "journal": as log, the outcome in the same stream
 	readClaim   bool   // the worker reads the claim (the nonce check), with the outcome
 	readOutcome bool   // the worker reads the outcome before the run
 	readMarker  bool   // the worker reads the dependents marker after the create
@@ -125,6 +145,14 @@ var mappingCandidates = []struct {
 	{"claimlog-pipe", mapCfg{perID: "log", readOutcome: true, pipelined: true}},
 	{"claimlog-pipe-msgs", mapCfg{perID: "log", readOutcome: true, pipelined: true, messages: true}},
 	{"claimlog-noread-pipe-msgs-nodedup", mapCfg{perID: "log", pipelined: true, messages: true, noDedup: true}},
+	// The claimlog mapping with what natsjobs's promises still need (the
+	// outcome read, for cancels; the dependents marker read after the
+	// create), without the dedup ID (the expected sequence does its work).
+	{"claimlog-full", mapCfg{perID: "log", readOutcome: true, readMarker: true, pipelined: true, messages: true, noDedup: true}},
+	{"claimlog-full-fetch", mapCfg{perID: "log", readOutcome: true, readMarker: true, pipelined: true, noDedup: true}},
+	{"claimexp-full", mapCfg{perID: "expect", readOutcome: true, readMarker: true, pipelined: true, messages: true, noDedup: true}},
+	{"journal", mapCfg{perID: "journal", readOutcome: true, pipelined: true, messages: true, noDedup: true}},
+	{"journal-fetch", mapCfg{perID: "journal", readOutcome: true, pipelined: true, noDedup: true}},
 }
 
 func b64(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
@@ -157,6 +185,8 @@ type emu struct {
 
 func (e *emu) subject(id string) string {
 	switch e.cfg.perID {
+	case "journal":
+		return "$KV." + e.ns + "_jq." + b64(id) + ".run"
 	case "limit":
 		return e.ns + ".job." + b64(id)
 	case "expect", "log":
@@ -165,7 +195,35 @@ func (e *emu) subject(id string) string {
 	return e.ns + ".run"
 }
 
+// stream is the queue's stream.
+func (e *emu) stream() string {
+	if e.cfg.perID == "journal" {
+		return "KV_" + e.ns + "_jq"
+	}
+	return e.ns + "_q"
+}
+
+// idSubjects is the wildcard of job id's subjects (claimexp, claimlog,
+// journal).
+func (e *emu) idSubjects(id string) string {
+	if e.cfg.perID == "journal" {
+		return "$KV." + e.ns + "_jq." + b64(id) + ".*"
+	}
+	return e.ns + ".job." + b64(id) + ".*"
+}
+
+// outcomeSubject is where job id's outcome goes.
+func (e *emu) outcomeSubject(id string) string {
+	if e.cfg.perID == "journal" {
+		return "$KV." + e.ns + "_jq." + b64(id) + ".done"
+	}
+	return "$KV." + e.ns + "_results." + b64(id)
+}
+
 func (e *emu) filter() string {
+	if e.cfg.perID == "journal" {
+		return "$KV." + e.ns + "_jq.*.run"
+	}
 	if e.cfg.perID != "" {
 		return e.ns + ".job.>"
 	}
@@ -186,6 +244,10 @@ func newEmu(b *testing.B, cfg mapCfg, target int) *emu {
 			e.stops[i]()
 		}
 	})
+	if cfg.perID == "journal" {
+		e.newJournal(b, ctx)
+		return e
+	}
 	sc := jetstream.StreamConfig{Name: e.ns + "_q", Subjects: []string{e.filter()},
 		Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}
 	switch cfg.perID {
@@ -259,6 +321,36 @@ func newEmu(b *testing.B, cfg mapCfg, target int) *emu {
 	return e
 }
 
+// newJournal makes the journal candidate's stream (a KV bucket's, see
+// mappingCandidates) and its watcher of outcomes.
+func (e *emu) newJournal(b *testing.B, ctx context.Context) {
+	b.Helper()
+	kv, err := e.wjs.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: e.ns + "_jq",
+		History: 8, TTL: 24 * time.Hour, Storage: jetstream.FileStorage})
+	require.NoError(b, err)
+	if e.cfg.readOutcome {
+		g, err := natsjobs.NewBatchGetter(ctx, e.wjs, kv)
+		require.NoError(b, err)
+		require.NotNil(b, g)
+		e.stops = append(e.stops, g.Close)
+		e.outcomes = g
+	}
+	ckv, err := e.cjs.KeyValue(ctx, e.ns+"_jq")
+	require.NoError(b, err)
+	w, err := ckv.Watch(ctx, "*.done", jetstream.UpdatesOnly())
+	require.NoError(b, err)
+	done := make(chan struct{})
+	go func() { // owner: e; ends when Cleanup stops w
+		defer close(done)
+		for en := range w.Updates() {
+			if en != nil {
+				e.resolve(en.Key()[:len(en.Key())-len(".done")])
+			}
+		}
+	}()
+	e.stops = append(e.stops, func() { _ = w.Stop(); <-done })
+}
+
 // resolve hands the outcome of the job whose key is k to its waiter.
 func (e *emu) resolve(k string) {
 	id, _ := base64.RawURLEncoding.DecodeString(k)
@@ -309,8 +401,8 @@ func (e *emu) submit(ctx context.Context, id string, n int) error {
 		}
 		_, err := e.cjs.PublishMsg(ctx, m, opts...)
 		return err
-	case "expect", "log":
-		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(0, e.ns+".job."+b64(id)+".*")}
+	case "expect", "log", "journal":
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequenceForSubject(0, e.idSubjects(id))}
 		if !e.cfg.noDedup {
 			opts = append(opts, jetstream.WithMsgID(id+"#1"))
 		}
@@ -364,12 +456,13 @@ type pending struct {
 func (e *emu) startWorkers(b *testing.B, slots int) {
 	b.Helper()
 	ctx := wctx(b, time.Minute)
-	cons, err := e.wjs.CreateOrUpdateConsumer(ctx, e.ns+"_q", jetstream.ConsumerConfig{Durable: "workers",
+	cons, err := e.wjs.CreateOrUpdateConsumer(ctx, e.stream(), jetstream.ConsumerConfig{Durable: "workers",
 		FilterSubject: e.filter(), AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
 		MaxAckPending: 1000, MaxDeliver: -1})
 	require.NoError(b, err)
 	var acks chan pending
 	var ackerDone chan struct{}
+	var markerReads sync.WaitGroup
 	if e.cfg.pipelined {
 		acks = make(chan pending, 1024)
 		ackerDone = make(chan struct{})
@@ -378,7 +471,23 @@ func (e *emu) startWorkers(b *testing.B, slots int) {
 			for p := range acks {
 				select {
 				case <-p.f.Ok():
-					_ = p.m.Ack()
+					if e.markers == nil {
+						_ = p.m.Ack()
+						continue
+					}
+					// The dependents marker read must follow the create:
+					// on a goroutine of its own, not to hold the others.
+					markerReads.Add(1)
+					go func() {
+						defer markerReads.Done()
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						if _, _, err := e.markers.Get(ctx, b64(p.m.Headers().Get("Qp-Id"))); err != nil {
+							_ = p.m.NakWithDelay(time.Second)
+							return
+						}
+						_ = p.m.Ack()
+					}()
 				case err := <-p.f.Err():
 					if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSeq(err) {
 						_ = p.m.Ack() // another execution recorded first
@@ -463,6 +572,7 @@ func (e *emu) startWorkers(b *testing.B, slots int) {
 		if acks != nil {
 			close(acks)
 			<-ackerDone
+			markerReads.Wait()
 		}
 	})
 }
@@ -493,7 +603,11 @@ func (e *emu) handle(m jetstream.Msg, acks chan<- pending) {
 		}()
 	}
 	if e.outcomes != nil {
-		if _, ok, err := e.outcomes.Get(ctx, k); err != nil || ok {
+		okey := k
+		if e.cfg.perID == "journal" {
+			okey = k + ".done"
+		}
+		if _, ok, err := e.outcomes.Get(ctx, okey); err != nil || ok {
 			_ = m.Ack() // finished already (never, here)
 			return
 		}
@@ -507,7 +621,7 @@ func (e *emu) handle(m jetstream.Msg, acks chan<- pending) {
 	out := m.Data() // the no-op
 	r, _ := json.Marshal(outcomeRecord{ID: id, OK: true, Value: out, Attempts: 1, Worker: "w", Finished: time.Now()})
 	if e.cfg.fireForget {
-		om := nats.NewMsg("$KV." + e.ns + "_results." + k)
+		om := nats.NewMsg(e.outcomeSubject(id))
 		om.Data = r
 		om.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
 		if err := e.wjs.Conn().PublishMsg(om); err != nil {
@@ -518,9 +632,20 @@ func (e *emu) handle(m jetstream.Msg, acks chan<- pending) {
 		return
 	}
 	if acks != nil {
-		om := nats.NewMsg("$KV." + e.ns + "_results." + k)
+		om := nats.NewMsg(e.outcomeSubject(id))
 		om.Data = r
-		f, err := e.wjs.PublishMsgAsync(om, jetstream.WithExpectLastSequencePerSubject(0))
+		expect := jetstream.WithExpectLastSequencePerSubject(0)
+		if e.cfg.perID == "journal" {
+			md, err := m.Metadata()
+			if err != nil {
+				_ = m.NakWithDelay(time.Second)
+				return
+			}
+			// Nothing under the ID since this message: no outcome, no
+			// newer attempt, no dependents marker (else the slow path).
+			expect = jetstream.WithExpectLastSequenceForSubject(md.Sequence.Stream, e.idSubjects(id))
+		}
+		f, err := e.wjs.PublishMsgAsync(om, expect)
 		if err != nil {
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -806,5 +931,28 @@ func TestMappingPerIDSubject(t *testing.T) {
 		info, err := st.Info(ctx)
 		require.NoError(t, err)
 		require.Equal(t, uint64(2), info.State.Msgs, "the ack removed nothing")
+	})
+
+	t.Run("journal", func(t *testing.T) {
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "jnl", Subjects: []string{"jnl.job.>"},
+			Retention: jetstream.LimitsPolicy, MaxAge: time.Hour, Storage: jetstream.FileStorage})
+		require.NoError(t, err)
+		ids := func(id string) string { return "jnl.job." + id + ".*" }
+		// No marker: the outcome expecting the job's message goes in, and
+		// a second outcome (another execution, a cancel) is refused.
+		pa, err := publish("jnl.job.a.run", jetstream.WithExpectLastSequenceForSubject(0, ids("a")))
+		require.NoError(t, err)
+		_, err = publish("jnl.job.a.done", jetstream.WithExpectLastSequenceForSubject(pa.Sequence, ids("a")))
+		require.NoError(t, err)
+		_, err = publish("jnl.job.a.done", jetstream.WithExpectLastSequenceForSubject(pa.Sequence, ids("a")))
+		require.True(t, isWrongLastSeq(err), "a second outcome: %v", err)
+		// A dependents marker written before the outcome makes the fast
+		// path refuse: the finisher learns of the dependents.
+		pb, err := publish("jnl.job.b.run", jetstream.WithExpectLastSequenceForSubject(0, ids("b")))
+		require.NoError(t, err)
+		_, err = publish("jnl.job.b.dep")
+		require.NoError(t, err)
+		_, err = publish("jnl.job.b.done", jetstream.WithExpectLastSequenceForSubject(pb.Sequence, ids("b")))
+		require.True(t, isWrongLastSeq(err), "a marker came first: %v", err)
 	})
 }
