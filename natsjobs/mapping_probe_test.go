@@ -27,8 +27,8 @@ import (
 // and measured against the raw probes of bench_test.go in the same
 // benchmark: each sub-benchmark runs the raw probe for b.N jobs on a
 // server of its own, then the candidate for b.N jobs on another, and
-// reports both rates and their ratio ("x-raw"), so that a ratio never
-// compares figures from different moments of a shared machine.
+// reports both rates and their ratio ("x-raw"), so that a ratio compares
+// figures taken seconds apart on a shared machine, not minutes.
 //
 // Run (in natsjobs), several times, alternating with nothing else:
 //
@@ -111,8 +111,35 @@ import (
 // "natsjobs" is the real client and worker (as in bench_test.go), to see
 // how close "today" emulates it.
 //
-// What the figures mean, and which promise each candidate would weaken:
-// see the report of brief H4 (and docs/jobs.md once a mapping is chosen).
+// Results, 2026-12-06, the 2-core machine of issue 15 (shared, load 1.5 to
+// 4), nats-server 2.15.2: medians of the per-run ratios of 10 runs of the
+// command above (three series; a candidate in two series has both), each
+// ±0.1 at least (per-run ratios spread by up to 2x):
+//
+//	candidate                       BurnDown   SubmitWait
+//	natsjobs (real)                 0.26-0.28  0.47-0.50
+//	today                           0.29-0.31  0.48-0.49
+//	claimmsg / claimexp             0.44/0.41  0.70/0.68
+//	claimmsg-pipe(-msgs)            0.54       0.77-0.78
+//	claimmsg-noread-pipe-msgs       0.54       0.80
+//	  -nodedup / -repub             0.59/0.59  0.92/0.88
+//	claimmsg-noread-ff-msgs-nodedup 0.61       0.97
+//	claimlog-pipe(-msgs)            0.50/0.54-0.57  0.79/0.76-0.80
+//	claimlog-noread-pipe-msgs-nodedup 0.63-0.64 0.87-0.90
+//	claimlog-full (-fetch)          0.54 (0.52) 0.70-0.72 (0.75)
+//	claimexp-full                   0.48       0.68
+//	journal (-fetch)                0.47 (0.43) 0.59 (0.74)
+//
+// So "today" reproduces natsjobs (the gap is the server work of the
+// protocol, not the client's code); no candidate that records an outcome
+// per job reaches 0.8x of the raw BurnDown probe, which records none (the
+// floor, publish + consume + create + ack, is about 0.6x, and writing the
+// outcomes with no PubAck at all, the most batching could save, no
+// better); SubmitWait reaches 0.8x only without the reads natsjobs's
+// promises need (about 0.7x to 0.8x with them). Putting everything in one
+// stream (journal) saves a read but serialises on the stream and measured
+// worse. What the candidates would weaken, and how to keep each promise:
+// the report of brief H4 (and docs/jobs.md once a mapping is chosen).
 
 // mapCfg is what a candidate mapping does per job.
 type mapCfg struct {
