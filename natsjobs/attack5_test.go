@@ -135,6 +135,12 @@ func attackIdent(value string, err error) (string, error) {
 // and a submission after a cancellation of its ID, in the gap or after
 // the expiry, never resolves on a worker that saw the cancel
 // (TestAttackGapResubmissionAfterCancel, TestAttackResubmitAfterCancelExpired).
+// Two more are counted in its log instead of failing it, until the
+// constants attackDupAtExpiry and attackGapDepsFixed say they are fixed:
+// a duplicate refused at its claim's expiry runs
+// (TestAttackDuplicateDeliveredAfterClaimExpiry), and a gap submission
+// with dependencies runs after it resolved, once the kept outcome expired
+// (TestAttackGapDependentRunsAfterResolving).
 func TestAttackExpiryGapHammer(t *testing.T) {
 	const (
 		depsAfterExpiry   = false // a deps job of an ID that had one accepted
@@ -496,9 +502,13 @@ func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Ti
 		switch {
 		case s.dup:
 			stats["duplicate"]++
-			if ranTag[s.tag] {
-				bad = append(bad, fmt.Sprintf("%s: the payload of submission %s (%s), refused as a duplicate, ran", s.id, s.tag, s.kind))
+			if !ranTag[s.tag] {
+				break
 			}
+			// A duplicate refused in the last moments of the claim that
+			// refused it ran once its message found no claim, before its
+			// client retracted it (TestAttackDuplicateDeliveredAfterClaimExpiry).
+			bad = append(bad, fmt.Sprintf("%s: the payload of submission %s (%s), refused as a duplicate, ran", s.id, s.tag, s.kind))
 		case s.err == nil:
 			stats["ok"]++
 		default:
@@ -515,6 +525,32 @@ func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Ti
 					bad = append(bad, fmt.Sprintf("%s: submissions %s (%s, [%s, %s]) and %s (%s, [%s, %s]) both accepted less than the retention apart",
 						id, a.tag, a.kind, rel(a.start), rel(a.end), b.tag, b.kind, rel(b.start), rel(b.end)))
 				}
+			}
+		}
+	}
+	// A submission resolved with another submission's outcome must not run
+	// afterwards (TestAttackGapDependentRunsAfterResolving).
+	for _, sb := range L.subs {
+		if sb.dup || sb.err != nil && !strings.Contains(sb.err.Error(), "r#") || sb.resolved.IsZero() {
+			continue
+		}
+		ident, _ := attackIdent("r#0#", nil)
+		for _, o := range L.obs {
+			if o.who == "submitter "+sb.tag {
+				ident = o.ident
+			}
+		}
+		if ident == "canceled" || strings.HasPrefix(ident, "dep ") {
+			continue
+		}
+		n, _ := strconv.Atoi(strings.Fields(ident)[1])
+		if r := L.runs[n]; r == nil || r.tag == sb.tag {
+			continue
+		}
+		for m, r := range L.runs {
+			if r.tag == sb.tag && r.start.After(sb.resolved) {
+				bad = append(bad, fmt.Sprintf("%s: submission %s (%s) resolved at %s with %q, then its payload ran (r#%d# at %s)",
+					sb.id, sb.tag, sb.kind, rel(sb.resolved), ident, m, rel(r.start)))
 			}
 		}
 	}
@@ -641,6 +677,13 @@ func newAttackFixture(t *testing.T, retention time.Duration) *attackFixture {
 		if in == "block" { // until cancelled
 			<-ctx.Done()
 			return "", ctx.Err()
+		}
+		if strings.HasPrefix(in, "slow/") {
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
 		}
 		return in, nil
 	})
@@ -1104,3 +1147,234 @@ func TestAttackCancelHammer(t *testing.T) {
 }
 
 func clientsJS(t *testing.T, ts *testServer) jetstream.JetStream { return ts.connect(t) }
+
+// TestAttackSimultaneousGapResubmissions: for 16 IDs at once, a job runs
+// for a second (so its claim expires about a second before its outcome);
+// in that gap three clients submit the ID at the same moment. Exactly one
+// submission may be accepted (a new claim), and it resolves with the kept
+// outcome without running; the others fail with ErrDuplicateJob; a
+// Handle.Future through another client sees the kept outcome. Then the
+// accepted submission's claim expires in turn (its outcome was written
+// again just after it, so the outcome outlives it by moments): a
+// submission at that edge must resolve too, with the kept outcome or with
+// a run of its own if the outcome expired first. Between the two, the
+// outcome must outlive its first retention ("which also starts the
+// outcome's retention again").
+func TestAttackSimultaneousGapResubmissions(t *testing.T) {
+	const ids = 16
+	fx := newAttackFixture(t, 2*time.Second)
+	c3 := newClient(t, fx.js, natsjobs.WithNamespace(fx.ns), natsjobs.WithRetention(2*time.Second), quiet)
+	clients := []*natsjobs.Client{fx.c, fx.c2, c3}
+	ctx := wctx(t, 20*time.Second)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var bad []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		bad = append(bad, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	for i := range ids {
+		id := fmt.Sprint("s", i)
+		wg.Go(func() {
+			first := "slow/" + id
+			v, err := fx.h.Submit(ctx, clients[i%3], id, first).Wait(ctx)
+			if err != nil || v != first {
+				fail("%s: first run: (%q, %v)", id, v, err)
+				return
+			}
+			recorded := time.Now() // the outcome was recorded before this
+			// The gap: claim gone, outcome kept.
+			for {
+				st, err := fx.c.Status(ctx, id)
+				if errors.Is(err, natsjobs.ErrUnknownJob) || ctx.Err() != nil {
+					fail("%s: no gap seen (%v)", id, err)
+					return
+				}
+				if err == nil && st.Name == "" && st.Result != nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			futs := make([]*qpool.Future[string], 3)
+			var sw sync.WaitGroup
+			start := make(chan struct{})
+			for k := range 3 {
+				sw.Go(func() {
+					<-start
+					futs[k] = fx.h.Submit(ctx, clients[k], id, fmt.Sprintf("again%d/%s", k, id))
+				})
+			}
+			close(start)
+			sw.Wait()
+			accepted := 0
+			for k, f := range futs {
+				v, err := f.Wait(ctx)
+				switch {
+				case ctx.Err() != nil:
+					fail("%s: watchdog: the gap submission via %d never resolved", id, k)
+					return
+				case errors.Is(err, natsjobs.ErrDuplicateJob):
+				case err != nil || v != first:
+					fail("%s: gap submission via %d resolved with (%q, %v), not the kept outcome", id, k, v, err)
+					accepted++
+				default:
+					accepted++
+				}
+			}
+			if accepted != 1 {
+				fail("%s: %d of 3 simultaneous gap submissions accepted", id, accepted)
+			}
+			if v, err := fx.h.Future(ctx, clients[(i+1)%3], id).Wait(ctx); err != nil || v != first {
+				fail("%s: Handle.Future after the gap submissions: (%q, %v)", id, v, err)
+			}
+			// "which also starts the outcome's retention again": written
+			// again in the gap (about a second after it was recorded), the
+			// outcome is still there well after its first retention.
+			time.Sleep(time.Until(recorded.Add(2*time.Second + 400*time.Millisecond)))
+			if st, err := fx.c.Status(ctx, id); err != nil || st.Result == nil {
+				fail("%s: the outcome is gone 2.4 s after it was recorded, though written again in the gap: %+v, %v", id, st, err)
+			}
+			// The edge of the second gap.
+			for {
+				st, err := fx.c.Status(ctx, id)
+				if ctx.Err() != nil {
+					fail("%s: watchdog: the second claim never expired", id)
+					return
+				}
+				if errors.Is(err, natsjobs.ErrUnknownJob) || err == nil && st.Name == "" {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			last := "last/" + id
+			v, err = fx.h.Submit(ctx, clients[(i+2)%3], id, last).Wait(ctx)
+			switch {
+			case ctx.Err() != nil:
+				fail("%s: watchdog: the submission at the second claim's expiry never resolved", id)
+			case err != nil:
+				fail("%s: the submission at the second claim's expiry: %v", id, err)
+			case v != first && v != last:
+				fail("%s: the submission at the second claim's expiry resolved with %q", id, v)
+			case v == last:
+				mu.Lock()
+				bad = append(bad, "") // counted below: ran because the outcome had expired
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	reran := 0
+	for _, b := range bad {
+		if b == "" {
+			reran++
+			continue
+		}
+		t.Error(b)
+	}
+	for i := range ids {
+		if n := fx.ran(fmt.Sprintf("again%d/s%d", i%3, i)); n != 0 {
+			t.Errorf("s%d: a gap submission ran", i)
+		}
+	}
+	t.Logf("%d IDs; at the second claim's expiry %d ran anew (their outcome gone), the rest resolved with the kept outcome", ids, reran)
+}
+
+// TestAttackDuplicateOfHeldJob: the existing job is held back by a
+// dependency not yet submitted (its claim carries no nonce: "a nonce for a
+// job with no dependencies"); a duplicate submission without dependencies
+// (plain, or delayed) sends its message with a nonce of its own. "A
+// duplicate submission never runs": its payload must not run, neither
+// then nor after the dependency is submitted, and the held job must run
+// with its own payload once the dependency succeeds.
+func TestAttackDuplicateOfHeldJob(t *testing.T) {
+	for _, kind := range []string{"Plain", "Delayed"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			fx := newAttackFixture(t, time.Hour)
+			ctx := wctx(t, 15*time.Second)
+			held := fx.h.Submit(ctx, fx.c, "h", "h/held", qpool.WithDependencies("h-dep"))
+			var dup *qpool.Future[string]
+			if kind == "Plain" {
+				dup = fx.h.Submit(ctx, fx.c2, "h", "h/dup")
+			} else {
+				dup = fx.h.SubmitAt(ctx, fx.c2, "h", "h/dup", time.Now().Add(200*time.Millisecond))
+			}
+			if _, err := dup.Wait(ctx); !errors.Is(err, natsjobs.ErrDuplicateJob) {
+				t.Fatalf("the duplicate: %v", err)
+			}
+			time.Sleep(3 * time.Second) // past a claim wait of 2 s
+			if n := fx.ran("h/dup"); n != 0 {
+				t.Fatalf("the duplicate's payload ran %d times while the held job waited", n)
+			}
+			if _, err := fx.h.Submit(ctx, fx.c, "h-dep", "h-dep").Wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			v, err := held.Wait(ctx)
+			if ctx.Err() != nil {
+				t.Fatalf("watchdog: the held job never resolved (%s)", fx.queue(t))
+			}
+			if err != nil || v != "h/held" {
+				t.Fatalf("the held job resolved with (%q, %v)", v, err)
+			}
+			if n := fx.ran("h/dup"); n != 0 {
+				t.Fatalf("the duplicate's payload ran %d times", n)
+			}
+		})
+	}
+}
+
+// TestAttackGapDependentRunsAfterResolving: a submission in the gap with a
+// dependency not yet submitted resolves at once with the kept outcome (the
+// client hands it over). Its claim and its link stay for the retention;
+// the kept outcome expires before them. When the dependency then
+// succeeds, the job must not run: its submission has resolved already,
+// with another outcome ("Its job does not run again while the outcome is
+// kept: its future resolves with that outcome"); running it records a
+// second outcome for the same submission, so its submitter and a later
+// Result see two different outcomes.
+func TestAttackGapDependentRunsAfterResolving(t *testing.T) {
+	fx := newAttackFixture(t, 2*time.Second)
+	ctx := wctx(t, 20*time.Second)
+	t0 := time.Now()
+	at := func() string { return fmt.Sprintf("%.2fs", time.Since(t0).Seconds()) }
+	if v, err := fx.h.Submit(ctx, fx.c, "x", "slow/x").Wait(ctx); err != nil || v != "slow/x" {
+		t.Fatalf("first run: (%q, %v)", v, err)
+	}
+	recorded := at()
+	waitFor(t, 10*time.Second, "the gap", func() bool {
+		st, err := fx.c.Status(ctx, "x")
+		return err == nil && st.Name == "" && st.Result != nil
+	})
+	v, err := fx.h.Submit(ctx, fx.c2, "x", "x/gap", qpool.WithDependencies("late")).Wait(ctx)
+	if err != nil || v != "slow/x" {
+		t.Fatalf("the gap submission resolved with (%q, %v), not the kept outcome", v, err)
+	}
+	resolved := at()
+	// Wait until the kept outcome expired while the gap submission's claim
+	// (and link) is still there, which is how it failed: the dependency
+	// then released the job. Since the gap submission writes the outcome
+	// again, its claim expires first: wait for either.
+	waitFor(t, 10*time.Second, "the kept outcome or the gap submission's claim to expire", func() bool {
+		st, err := fx.c.Status(ctx, "x")
+		return errors.Is(err, natsjobs.ErrUnknownJob) || (err == nil && (st.Result == nil || st.Name == ""))
+	})
+	gone := at()
+	if _, err := fx.h.Submit(ctx, fx.c, "late", "late").Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := at()
+	time.Sleep(time.Second)
+	rec, err := fx.c.Result(wctx(t, time.Second), "x")
+	var now string
+	if err == nil {
+		now = string(rec.Value)
+	} else {
+		now = err.Error()
+	}
+	if n := fx.ran("x/gap"); n != 0 {
+		t.Fatalf("the gap submission's job ran %d times after its future had resolved: first outcome recorded by %s, "+
+			"the gap submission resolved with it at %s, it expired by %s (not written again), the dependency succeeded at %s; "+
+			"Result of x now: %s", n, recorded, resolved, gone, released, now)
+	}
+}

@@ -386,7 +386,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	case len(deps) == 0:
 		err = c.s.publish(ctx, j, payload, 1, at)
 	default:
-		err = c.link(ctx, j)
+		err = c.link(ctx, j, rev)
 	}
 	if err != nil {
 		c.forget(id, w)
@@ -460,7 +460,7 @@ func ambiguous(err error) bool {
 // it if they have all succeeded, or fails it if one failed (see
 // store.release for why a dependency that finishes meanwhile is not
 // missed).
-func (c *Client) link(ctx context.Context, j *jobRecord) error {
+func (c *Client) link(ctx context.Context, j *jobRecord, rev uint64) error {
 	for _, d := range j.Deps {
 		// The marker, then the link: see store.dependents.
 		if _, err := c.s.deps.Put(ctx, key(d), nil); err != nil {
@@ -470,19 +470,37 @@ func (c *Client) link(ctx context.Context, j *jobRecord) error {
 			return err
 		}
 	}
-	fr, had, err := c.s.tryStart(ctx, j.ID)
-	if had != nil {
-		// An outcome recorded before this submission: its claim expired
-		// before the outcome did (see store.reannounce), or a Cancel came
-		// first. No message is sent and no watcher sees the outcome again:
-		// hand it to this client's waiters.
-		c.deliver(j.ID, had)
-		return nil
+	for {
+		fr, had, err := c.s.tryStart(ctx, j.ID)
+		if had != nil {
+			// An outcome recorded before this submission: its claim
+			// expired before the outcome did, or a Cancel came first. No
+			// message is sent: announce the outcome again, as a worker
+			// does for a message (store.reannounce), which also starts its
+			// retention again. And remove this submission's claim, which
+			// would otherwise expire about when the outcome does: a
+			// dependency finishing after the outcome expired would find
+			// the claim and start the job, whose future had resolved with
+			// the kept outcome (found by an attack:
+			// TestAttackGapDependentRunsAfterResolving). Without the claim
+			// a releaser starts nothing; the ID can be submitted again,
+			// and such a submission resolves with the outcome as this one.
+			err := c.s.reannounce(ctx, j.ID)
+			if errors.Is(err, errOutcomeGone) {
+				continue // expired meanwhile: this submission is a new job
+			}
+			if err != nil {
+				return err
+			}
+			c.unclaim(j.ID, rev)
+			c.deliver(j.ID, had)
+			return nil
+		}
+		if err != nil || fr == nil {
+			return err
+		}
+		return c.s.release(ctx, fr)
 	}
-	if err != nil || fr == nil {
-		return err
-	}
-	return c.s.release(ctx, fr)
 }
 
 // unclaim removes the claim of a submission that failed after it was made
