@@ -24,7 +24,7 @@ func TestReview5OpenWhileServerDownIsUnavailable(t *testing.T) {
 	ts.stop()
 	for i := range 3 {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := natsledger.Open(ctx, nc, uniqueID(t), natsledger.WithTimeout(time.Second))
+		_, err := natsledger.Open(ctx, nc, uniqueID(t), natsledger.WithTimeout(300*time.Millisecond))
 		late := ctx.Err() != nil
 		cancel()
 		if late {
@@ -35,6 +35,41 @@ func TestReview5OpenWhileServerDownIsUnavailable(t *testing.T) {
 		}
 		if !errors.Is(err, natsledger.ErrUnavailable) {
 			t.Fatalf("open %d with the server down: %v; want an error matching ErrUnavailable", i, err)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("open %d with the server down: %v; want context.DeadlineExceeded too, as ErrUnavailable says", i, err)
+		}
+		if i == 0 {
+			t.Log(err)
+		}
+	}
+}
+
+// TestReview5OpenDuringRestartWaitsForTheServer: an Open made while the
+// server restarts waits for it within its timeout, rather than failing at
+// once because the reconnecting connection refused its first request.
+func TestReview5OpenDuringRestartWaitsForTheServer(t *testing.T) {
+	ts := startServer(t)
+	nc := connect(t, ts.url())
+	for i := range 2 {
+		ts.stop()
+		done := make(chan error, 1)
+		go func() {
+			l, err := natsledger.Open(context.Background(), nc, uniqueID(t), natsledger.WithTimeout(10*time.Second))
+			if err == nil {
+				err = l.Close()
+			}
+			done <- err
+		}()
+		time.Sleep(time.Duration(50+50*i) * time.Millisecond) // the Open's first requests are refused
+		ts.start()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("round %d: Open during a restart: %v", i, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("watchdog: Open did not return")
 		}
 	}
 }
