@@ -362,6 +362,25 @@ var errOutcomeGone = errors.New("natsjobs: the outcome expired meanwhile")
 // the claim while the outcome is another's: so a redelivery or a
 // duplicate submission writes nothing, and an ID's outcome is written once
 // unless its claim expired before it.
+//
+// Invariant (only an outcome older than the claim is written again): the
+// outcome is written only if the claim there now was stored after it, by
+// the servers' clocks (each entry's stored time). A nonce that differs
+// does not say so alone: an outcome recorded without one (by a worker or
+// a Client.Cancel of the previous version, during a rolling upgrade) is
+// the current submission's, stored after its claim, and was written again
+// on each redelivery (found by the review of session 5:
+// TestReview5OutcomeWithoutNonceNotRewritten); and once written again the
+// outcome is newer than the claim, so a redelivery of the message writes
+// nothing more. Not writing an outcome stored after the claim loses no
+// waiter: the claim's submission registered its waiter before its claim
+// create, so before that outcome, and its client's watcher delivered it.
+// Clocks of two servers (two streams' leaders on a cluster) may differ by
+// their skew: only an outcome stored within that skew before the claim
+// could be taken for a newer one, that is one whose job ran about as long
+// as the retention. No claim (expired, or its create failed): written, as
+// the message's submission may wait. Only this function and
+// Worker.reannounceIfStale decide it.
 func (s *store) reannounce(ctx context.Context, id string) error {
 	ctx, cancel := opCtx(ctx)
 	defer cancel()
@@ -370,6 +389,12 @@ func (s *store) reannounce(ctx context.Context, id string) error {
 		return errOutcomeGone
 	}
 	if err != nil {
+		return err
+	}
+	switch c, err := s.jobs.Get(ctx, key(id)); {
+	case err == nil && !c.Created().After(e.Created()):
+		return nil // the claim's own outcome, or announced again already
+	case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 		return err
 	}
 	_, err = s.results.Update(ctx, key(id), e.Value(), e.Revision())

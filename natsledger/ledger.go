@@ -82,7 +82,9 @@ type record struct {
 // The connection stays the caller's: close it after the ledger. Use
 // nats.ReconnectBufSize(-1) on nc so that a publish made while the
 // connection is down fails at once instead of being sent, maybe
-// unexpectedly late, after a reconnect.
+// unexpectedly late, after a reconnect. An Open made while the server is
+// down keeps asking until its timeout ([WithTimeout]), then fails with an
+// error wrapping [ErrUnavailable] and context.DeadlineExceeded.
 func Open(ctx context.Context, nc *nats.Conn, id string, opts ...Option) (*Ledger, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("natsledger: open %q: nil connection: %w", id, ErrInvalidConfig)

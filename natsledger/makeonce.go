@@ -3,6 +3,7 @@ package natsledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -27,20 +28,40 @@ const raceAttempt = 2 * time.Second
 // raceAttempt, with a growing pause, until ctx ends (Open's timeout). Found
 // by an attack: TestAttackReplicasClusterCreateRace, opens with the
 // stream's count or none failed with "stream not found" or the timeout.
+//
+// A connection that is reconnecting refuses a request at once (with
+// nats.ReconnectBufSize(-1), which the package recommends): that passes
+// too, so an Open made while the server restarts waits for it, within its
+// timeout. When ctx ends, the error wraps its cause with the last answer
+// (context.DeadlineExceeded at Open's timeout, which ensureStream reports
+// as ErrUnavailable), never a passing answer alone (found by the review of
+// session 5: TestReview5OpenWhileServerDownIsUnavailable, an Open with the
+// server down failed with a raw "outbound buffer limit exceeded").
 func (l *Ledger) findOrCreate(ctx context.Context) (jetstream.Stream, error) {
 	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
 		st, err := l.tryFindOrCreate(ctx)
-		if err == nil || ctx.Err() != nil || !passing(err) {
+		if err == nil || !passing(err) {
 			return st, err
+		}
+		if ctx.Err() != nil {
+			return nil, ended(ctx, err)
 		}
 		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, err
+			return nil, ended(ctx, err)
 		case <-t.C:
 		}
 	}
+}
+
+// ended is the error of a findOrCreate whose ctx ended after last.
+func ended(ctx context.Context, last error) error {
+	if cause := context.Cause(ctx); !errors.Is(last, cause) {
+		return fmt.Errorf("%w (last answer: %w)", cause, last)
+	}
+	return last
 }
 
 func (l *Ledger) tryFindOrCreate(ctx context.Context) (jetstream.Stream, error) {
@@ -59,6 +80,7 @@ func passing(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrReconnectBufExceeded) ||
 		(errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamNameInUse ||
 			apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound))
 }
