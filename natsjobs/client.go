@@ -207,10 +207,11 @@ func typedWaiter[Out any](codec qpool.Codec, resolve func(Out, error) bool) *wai
 // processes: if a job with the ID exists (its claim is within the
 // retention), the future fails with [ErrDuplicateJob] and the existing job
 // is left alone. (A job without dependencies sends its claim and its
-// message at once, so a duplicate submission stores a message too: the
-// worker that gets it finds the claim of the existing job and drops it
-// without running it; Worker.Stats counts it as Dropped. Workers older
-// than this protocol would run it: upgrade workers before clients.)
+// message at once, so a duplicate submission stores a message too: its
+// client deletes it once the claim is refused, and a worker that gets it
+// first finds the claim of the existing job and drops it without running
+// it (Worker.Stats counts it as Dropped). Workers older than this protocol
+// would run it: upgrade workers before clients.)
 //
 // The options are the pool's: [qpool.WithRetry], [qpool.WithTimeout] and
 // [qpool.WithDependencies] work as in a pool, across processes: a
@@ -411,9 +412,14 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 // TestAttackDuplicateDeliveredAfterClaimExpiry, a refused duplicate's
 // payload ran and its value became the first submission's outcome). Best
 // effort, with a context of its own; a message already taken by a worker
-// is deleted too, and its acknowledgement then finds nothing.
+// is deleted too, and its acknowledgement then finds nothing. Its client
+// needs the permission of $JS.API.STREAM.MSG.DELETE.<stream>; without it
+// the delete times out and the worker's checks are all that is left.
 func (c *Client) retract(ack *jetstream.PubAck) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// Short: a delete takes a moment, and a connection without the
+	// permission to delete gets no answer at all, which would hold every
+	// refused submission this long.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	req, err := json.Marshal(struct {
 		Seq     uint64 `json:"seq"`

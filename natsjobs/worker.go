@@ -110,7 +110,8 @@ type WorkerStats struct {
 	Retried int64
 	// Dropped counts deliveries of jobs that had an outcome already (a
 	// duplicate delivery, a cancelled job), and the messages of duplicate
-	// submissions (see Handle.Submit): acknowledged without running.
+	// submissions that reached the worker before their client deleted them
+	// (see Handle.Submit): acknowledged without running.
 	Dropped int64
 	// Unhandled counts deliveries of jobs whose name the registry did not
 	// know, put back for another worker.
