@@ -483,14 +483,12 @@ func (c *Client) link(ctx context.Context, j *jobRecord, rev uint64) error {
 			// expired before the outcome did, or a Cancel came first. No
 			// message is sent: announce the outcome again, as a worker
 			// does for a message (store.reannounce), which also starts its
-			// retention again. And remove this submission's claim, which
-			// would otherwise expire about when the outcome does: a
-			// dependency finishing after the outcome expired would find
-			// the claim and start the job, whose future had resolved with
-			// the kept outcome (found by an attack:
-			// TestAttackGapDependentRunsAfterResolving). Without the claim
-			// a releaser starts nothing; the ID can be submitted again,
-			// and such a submission resolves with the outcome as this one.
+			// retention again. And mark this submission's claim resolved:
+			// it expires about when the outcome does, and a dependency
+			// finishing after the outcome expired would find it and start
+			// the job, whose future had resolved with the kept outcome
+			// (found by an attack: TestAttackGapDependentRunsAfterResolving).
+			// The claim stays, so the ID stays taken for the retention.
 			err := c.s.reannounce(ctx, j.ID)
 			if errors.Is(err, errOutcomeGone) {
 				continue // expired meanwhile: this submission is a new job
@@ -498,7 +496,9 @@ func (c *Client) link(ctx context.Context, j *jobRecord, rev uint64) error {
 			if err != nil {
 				return err
 			}
-			c.unclaim(j.ID, rev)
+			if err := c.resolved(ctx, j, rev); err != nil {
+				return err
+			}
 			c.deliver(j.ID, had)
 			return nil
 		}
@@ -507,6 +507,25 @@ func (c *Client) link(ctx context.Context, j *jobRecord, rev uint64) error {
 		}
 		return c.s.release(ctx, fr)
 	}
+}
+
+// resolved marks job j's claim (at revision rev) resolved: see
+// jobRecord.Resolved. Only the submitter writes it, right after the
+// claim; a claim changed meanwhile (its revision moved) is left as it is,
+// since nothing else updates a held job's claim.
+func (c *Client) resolved(ctx context.Context, j *jobRecord, rev uint64) error {
+	r := *j
+	r.Resolved = true
+	b, err := json.Marshal(&r)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := opCtx(ctx)
+	defer cancel()
+	if _, err := c.s.jobs.Update(ctx, key(j.ID), b, rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return err
+	}
+	return nil
 }
 
 // unclaim removes the claim of a submission that failed after it was made

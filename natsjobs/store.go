@@ -227,6 +227,11 @@ type jobRecord struct {
 	// messages carry it, a worker drops a first attempt whose job's claim
 	// has another nonce, and its outcome records it (resultRecord).
 	Nonce string `json:"nonce,omitempty"`
+	// Resolved is set by the submitting client of a job with dependencies
+	// that found, at link time, the outcome of an earlier job of the ID
+	// kept (Client.link): the submission resolved with it, and the job
+	// never starts (tryStart).
+	Resolved bool `json:"resolved,omitempty"`
 	// Unhandled is set by a worker that received the job but has no
 	// handler for Name: the job waits for a worker that has one.
 	Unhandled *unhandled `json:"unhandled,omitempty"`
@@ -573,6 +578,9 @@ func (s *store) tryStart(ctx context.Context, id string) (failed, had *resultRec
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if j.Resolved {
+		return nil, nil, nil // resolved with an earlier job's outcome: see Client.link
 	}
 	for _, d := range j.Deps {
 		dr, err := s.getResult(ctx, d)
