@@ -13,7 +13,7 @@ import (
 	"github.com/qpool/qpool/natsjobs"
 )
 
-// The attack of session 5 (brief H6) on natsjobs' WithReplicas: "a count
+// An attack (2026-12-06) on natsjobs' WithReplicas: "a count
 // outside 1..5 [fails] with ErrInvalidOption"; "with it, a stream or bucket
 // that exists with another count fails NewClient/NewWorker with
 // ErrConfigMismatch (nothing is changed on the server)"; "Without the

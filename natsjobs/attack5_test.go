@@ -20,7 +20,7 @@ import (
 	"github.com/qpool/qpool/natsjobs"
 )
 
-// The attack of session 5 (brief H6) on natsjobs, through the public API
+// An attack (2026-12-06) on natsjobs, through the public API
 // only: the promise "a claim expires before its job's outcome; a
 // submission made in between resolves with the outcome that is kept,
 // without running", and the duplicate and cancel promises around it.

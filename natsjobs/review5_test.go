@@ -12,7 +12,7 @@ import (
 	"github.com/qpool/qpool/natsjobs"
 )
 
-// The review of session 5 (brief H7) of natsjobs' nonce protocol, for a
+// A review (2026-12-06) of natsjobs' nonce protocol, for a
 // rolling upgrade. docs/jobs.md, "A submission accepted after its ID's
 // claim expired resolves": "The outcome is then written twice in the
 // bucket's stream, with the same bytes; nothing else writes an outcome a

@@ -374,7 +374,7 @@ var errOutcomeGone = errors.New("natsjobs: the outcome expired meanwhile")
 // does not say so alone: an outcome recorded without one (by a worker or
 // a Client.Cancel of the previous version, during a rolling upgrade) is
 // the current submission's, stored after its claim, and was written again
-// on each redelivery (found by the review of session 5:
+// on each redelivery (found by a review:
 // TestReview5OutcomeWithoutNonceNotRewritten); and once written again the
 // outcome is newer than the claim, so a redelivery of the message writes
 // nothing more. Not writing an outcome stored after the claim loses no

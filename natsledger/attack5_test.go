@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The attack of session 5 (brief H6) on natsledger's WithReplicas, through
+// An attack (2026-12-06) on natsledger's WithReplicas, through
 // the public API: "A value outside 1..MaxReplicas fails Open with
 // ErrInvalidConfig before anything is made on the server"; "Given, n must
 // match the stream that exists, or Open fails with ErrConfigMismatch

@@ -34,8 +34,8 @@ const raceAttempt = 2 * time.Second
 // too, so an Open made while the server restarts waits for it, within its
 // timeout. When ctx ends, the error wraps its cause with the last answer
 // (context.DeadlineExceeded at Open's timeout, which ensureStream reports
-// as ErrUnavailable), never a passing answer alone (found by the review of
-// session 5: TestReview5OpenWhileServerDownIsUnavailable, an Open with the
+// as ErrUnavailable), never a passing answer alone (found by a review:
+// TestReview5OpenWhileServerDownIsUnavailable, an Open with the
 // server down failed with a raw "outbound buffer limit exceeded").
 func (l *Ledger) findOrCreate(ctx context.Context) (jetstream.Stream, error) {
 	for pause := 10 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {

@@ -9,7 +9,7 @@ import (
 	"github.com/qpool/qpool/natsledger"
 )
 
-// The review of session 5 (brief H7) of natsledger's Open: "a natsledger
+// A review (2026-12-06) of natsledger's Open: "a natsledger
 // Open that times out wraps ErrUnavailable" (ErrUnavailable: "JetStream did
 // not answer within the ledger's timeout: the server is down, restarting or
 // unreachable").
