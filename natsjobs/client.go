@@ -385,7 +385,7 @@ func (c *Client) submit(ctx context.Context, name, id string, payload []byte, sp
 	case sent != nil:
 		err = perr
 	case len(deps) == 0:
-		err = c.s.publish(ctx, j, payload, 1, at)
+		err = c.delayed(ctx, j, rev, payload, at)
 	default:
 		err = c.link(ctx, j, rev)
 	}
@@ -480,33 +480,65 @@ func (c *Client) link(ctx context.Context, j *jobRecord, rev uint64) error {
 		fr, had, err := c.s.tryStart(ctx, j.ID)
 		if had != nil {
 			// An outcome recorded before this submission: its claim
-			// expired before the outcome did, or a Cancel came first. No
-			// message is sent: announce the outcome again, as a worker
-			// does for a message (store.reannounce), which also starts its
-			// retention again. And mark this submission's claim resolved:
-			// it expires about when the outcome does, and a dependency
-			// finishing after the outcome expired would find it and start
-			// the job, whose future had resolved with the kept outcome
-			// (found by an attack: TestAttackGapDependentRunsAfterResolving).
-			// The claim stays, so the ID stays taken for the retention.
-			err := c.s.reannounce(ctx, j.ID)
-			if errors.Is(err, errOutcomeGone) {
-				continue // expired meanwhile: this submission is a new job
-			}
-			if err != nil {
+			// expired before the outcome did, or a Cancel came first.
+			if ok, err := c.adoptKept(ctx, j, rev, had); ok || err != nil {
 				return err
 			}
-			if err := c.resolved(ctx, j, rev); err != nil {
-				return err
-			}
-			c.deliver(j.ID, had)
-			return nil
+			continue // expired meanwhile: this submission is a new job
 		}
 		if err != nil || fr == nil {
 			return err
 		}
 		return c.s.release(ctx, fr)
 	}
+}
+
+// delayed publishes the first attempt of job j, which has no dependencies
+// and was not sent with its claim (a delayed job, or one whose message
+// could not be sent at once). A delayed job looks for an outcome kept from
+// an earlier job of the ID first: its message would reach a worker only at
+// its time, maybe after that outcome expired, and then run, where a
+// submission in the gap resolves with the kept outcome (found by an
+// attack: TestAttack6GapSubmitAtBeyondKeptOutcome, the job ran, also after
+// a Cancel that had returned nil). One read more per delayed submission.
+func (c *Client) delayed(ctx context.Context, j *jobRecord, rev uint64, payload []byte, at time.Time) error {
+	if !at.IsZero() {
+		had, err := c.s.getResult(ctx, j.ID)
+		switch {
+		case err == nil:
+			if ok, err := c.adoptKept(ctx, j, rev, had); ok || err != nil {
+				return err
+			}
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			return err
+		}
+	}
+	return c.s.publish(ctx, j, payload, 1, at)
+}
+
+// adoptKept resolves the submission of job j (claim revision rev) with had,
+// the outcome kept from an earlier job of the ID, and reports true; or
+// false if had expired meanwhile (the submission is then a new job). No
+// message is sent: it announces the outcome again, as a worker does for a
+// message (store.reannounce), which also starts its retention again, and
+// marks the claim resolved: the claim expires about when the outcome does,
+// and a dependency finishing after the outcome expired would find it and
+// start the job, whose future had resolved with the kept outcome (found
+// by an attack: TestAttackGapDependentRunsAfterResolving). The claim
+// stays, so the ID stays taken for the retention.
+func (c *Client) adoptKept(ctx context.Context, j *jobRecord, rev uint64, had *resultRecord) (bool, error) {
+	err := c.s.reannounce(ctx, j.ID)
+	if errors.Is(err, errOutcomeGone) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := c.resolved(ctx, j, rev); err != nil {
+		return false, err
+	}
+	c.deliver(j.ID, had)
+	return true, nil
 }
 
 // resolved marks job j's claim (at revision rev) resolved: see

@@ -45,7 +45,8 @@
 // second submission of the ID fails with [ErrDuplicateJob] (the first job
 // is left alone; [Handle.Future] waits for it). A claim expires before
 // its job's outcome; a submission made in between resolves with the
-// outcome that is kept, without running.
+// outcome that is kept, without running (unless its message reaches a
+// worker only after that outcome expired: see docs/jobs.md).
 //
 // # Options
 //
