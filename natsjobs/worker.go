@@ -619,8 +619,9 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 
 // stray reports whether a message that carries the claim nonce nonce
 // belongs to another submission of job id than the one that holds the
-// claim, and whether a claim was found at all: a duplicate submission sends its message with its claim, whose
-// create then fails (Client.submit). Such a message is dropped.
+// claim, and whether a claim was found at all: a duplicate submission
+// sends its message with its claim, whose create then fails
+// (Client.submit). Such a message is dropped.
 //
 // Invariant (a duplicate submission never runs): the message of a
 // submission whose claim create failed with ErrKeyExists carries a nonce
