@@ -493,6 +493,11 @@ func (w *Worker) handle(m jetstream.Msg) {
 				stray = true
 			} else if !errors.Is(gerr, jetstream.ErrKeyNotFound) {
 				err = gerr
+			} else {
+				// And a refused duplicate's message, taken before its
+				// client retracted it, is gone from the stream by the
+				// end of the wait (TestAttackExpiryGapHammer: one ran).
+				stray, err = w.retracted(ctx, m)
 			}
 		}
 		if err != nil || stray {
@@ -712,6 +717,44 @@ func (w *Worker) reannounceIfStale(ctx context.Context, claim *batchRead, id, no
 		return err
 	}
 	return w.s.reannounce(ctx, id)
+}
+
+// retracted reports whether m was deleted from its stream, as the client
+// of a refused duplicate does (Client.retract). A work-queue stream keeps
+// a message until it is acknowledged, so one this worker holds is there
+// unless it was deleted. Asked only of a message that found no claim even
+// after the wait, which its client's retraction has had that long to
+// reach.
+func (w *Worker) retracted(ctx context.Context, m jetstream.Msg) (bool, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return false, nil
+	}
+	req, err := json.Marshal(struct {
+		Seq uint64 `json:"seq"`
+	}{md.Sequence.Stream})
+	if err != nil {
+		return false, err
+	}
+	rctx, cancel := opCtx(ctx)
+	defer cancel()
+	reply, err := w.s.js.Conn().RequestWithContext(rctx, apiPrefix(w.s.js)+"STREAM.MSG.GET."+md.Stream, req)
+	if err != nil {
+		return false, err
+	}
+	var resp struct {
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return false, fmt.Errorf("natsjobs: get message %d of %s: %w", md.Sequence.Stream, md.Stream, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound {
+			return true, nil
+		}
+		return false, resp.Error
+	}
+	return false, nil
 }
 
 // claimWait bounds how long a message's first delivery waits for a claim
