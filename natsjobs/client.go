@@ -419,7 +419,7 @@ func (c *Client) retract(ack *jetstream.PubAck) {
 	// Short: a delete takes a moment, and a connection without the
 	// permission to delete gets no answer at all, which would hold every
 	// refused submission this long.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), retractWait)
 	defer cancel()
 	req, err := json.Marshal(struct {
 		Seq     uint64 `json:"seq"`

@@ -94,3 +94,46 @@ func testResubmissionBetweenExpiries(t *testing.T, submit func(context.Context, 
 		t.Fatalf("the handler ran %d times", n)
 	}
 }
+
+// TestSubmissionRacingTheOldClaimsExpiryResolves: a job's message is sent
+// before its claim is created, so a worker may read the ID's claim while
+// an earlier submission's is still there, in its last moments, and the
+// new claim is created once that one expired. The new submission is
+// accepted; its message must not be dropped as a duplicate's. Before the
+// fix the worker dropped it (the claim it read had another nonce) and the
+// future never resolved: found by TestAttackExpiryGapHammer
+// (seed 1796596970301139357, a plain submission 0.2 s after a claim's
+// expiry). Here the client pauses between the message and the claim
+// (WithClaimDelay), so that the worker reads the old claim.
+func TestSubmissionRacingTheOldClaimsExpiryResolves(t *testing.T) {
+	const retention = 2 * time.Second
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ret := natsjobs.WithRetention(retention)
+	var runs atomic.Int64
+	reg := natsjobs.NewRegistry()
+	h := natsjobs.Register(reg, "quick", func(context.Context, int) (int64, error) { return runs.Add(1), nil })
+	c := newClient(t, ts.connect(t), ns, ret, quiet)
+	late := newClient(t, ts.connect(t), ns, ret, quiet, natsjobs.WithClaimDelay(1500*time.Millisecond))
+	newWorker(t, ts.connect(t), reg, ns, ret, quiet)
+	ctx := wctx(t, 20*time.Second)
+
+	start := time.Now()
+	if v, err := h.Submit(ctx, c, "racing", 0).Wait(ctx); err != nil || v != 1 {
+		t.Fatalf("first run: %v, %v", v, err)
+	}
+	// The message half a second before the first claim's expiry; the
+	// claim a second after it.
+	time.Sleep(time.Until(start.Add(retention - 500*time.Millisecond)))
+	got, err := h.Submit(ctx, late, "racing", 0).Wait(ctx)
+	switch {
+	case ctx.Err() != nil:
+		t.Fatal("watchdog: the submission's future never resolved")
+	case errors.Is(err, natsjobs.ErrDuplicateJob):
+		t.Fatalf("refused as a duplicate: the first claim outlived its retention by over a second (%v)", err)
+	case err != nil:
+		t.Fatalf("second submission: %v", err)
+	case got == 1 && runs.Load() != 1, got == 2 && runs.Load() != 2, got < 1 || got > 2:
+		t.Fatalf("resolved with %d after %d runs", got, runs.Load())
+	}
+}

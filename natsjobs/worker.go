@@ -472,7 +472,7 @@ func (w *Worker) handle(m jetstream.Msg) {
 		defer w.keepAlive(m)()
 		err := w.s.release(ctx, prev)
 		if err == nil && nonce != "" && prev.Nonce != nonce {
-			err = w.reannounceIfStale(ctx, claim, j.ID, nonce, young)
+			err = w.reannounceIfStale(ctx, m, claim, j.ID, nonce, young)
 		}
 		if errors.Is(err, errOutcomeGone) {
 			_ = m.Nak() // the job has no outcome now: its next delivery runs it
@@ -482,7 +482,7 @@ func (w *Worker) handle(m jetstream.Msg) {
 		return
 	}
 	if nonce != "" {
-		stray, found, err := w.stray(ctx, runCtx, claim, j.ID, nonce, young)
+		stray, found, err := w.stray(ctx, runCtx, m, claim, j.ID, nonce, young)
 		if err == nil && !stray && !found {
 			// No claim, even after the wait: the claim expired (or this
 			// submission's create failed). Look for an outcome once more:
@@ -650,7 +650,13 @@ func (w *Worker) outcome(ctx context.Context, id string) (*resultRecord, error) 
 // TestDuplicateDeliveredBeforeTheClaimNeverRuns: the duplicate ran, its
 // outcome was recorded before the first submission's claim, and the
 // first submission's future never resolved.
-func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce string, young bool) (stray, found bool, err error) {
+//
+// The converse: a claim of another submission that is there when the
+// worker reads it may expire before this message's own create reaches
+// the server, which then accepts it. So a claim with another nonce that
+// could expire before this message's create (see otherClaim) is not taken
+// as proof of a duplicate.
+func (w *Worker) stray(ctx, run context.Context, m jetstream.Msg, claim *batchRead, id, nonce string, young bool) (stray, found bool, err error) {
 	var v []byte
 	if claim != nil {
 		b, ok, err := claim.wait(ctx)
@@ -674,15 +680,8 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 		// (TestHandBackDuringClaimWait).
 		deadline := time.Now().Add(claimWait)
 		for pause := 100 * time.Microsecond; v == nil && time.Now().Before(deadline); pause = min(2*pause, 100*time.Millisecond) {
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return false, false, context.Cause(ctx)
-			case <-run.Done():
-				t.Stop()
-				return false, false, context.Cause(run)
-			case <-t.C:
+			if err := sleepUnless(ctx, run, pause); err != nil {
+				return false, false, err
 			}
 			b, err := w.claimOf(ctx, id)
 			if err != nil {
@@ -694,13 +693,110 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 	if v == nil {
 		return false, false, nil
 	}
+	if n, ok := claimNonce(v); !ok || n == nonce {
+		return false, true, nil // its own, or not a claim this worker can read: run, rather than put back for ever
+	}
+	return w.otherClaim(ctx, run, m, id, nonce)
+}
+
+// otherClaim decides a message whose job's claim, as first read, is
+// another submission's (nonce is the message's). It is a duplicate's
+// message if that claim was there when the message's own claim create
+// reached the server: then the create was refused.
+//
+// Invariant (an accepted submission is never dropped as a duplicate): a
+// message is stored before its claim create is sent, and the create
+// reaches the server within claimWait of the message (the assumption
+// stray makes too). A claim whose retention lasts past that is still there
+// for the create (the server removes a record at its expiry or later,
+// never before): the message is a duplicate's. A claim that may expire
+// sooner proves nothing, so the worker reads the claim again, with a
+// growing pause, until it is the message's own (the create came after
+// the old claim expired: not stray), or a claim that outlives the create,
+// or the message is gone from its stream (a refused duplicate's client
+// retracts it: stray), for up to claimWait and retractWait more. Then a
+// claim still there is another's (the create, made before then, found it:
+// stray), and no claim at all is left to stray's caller, as a claim that
+// never showed up. Found by TestAttackExpiryGapHammer: a submission made
+// 0.2 s after an earlier claim's expiry, whose message a worker got while
+// the server had not yet removed that claim, was dropped, and its future
+// never resolved (TestSubmissionRacingTheOldClaimsExpiryResolves).
+func (w *Worker) otherClaim(ctx, run context.Context, m jetstream.Msg, id, nonce string) (stray, found bool, err error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return true, true, nil // no stored time to compare: a duplicate's, as the claim says
+	}
+	createBy := md.Timestamp.Add(claimWait)
+	deadline := time.Now().Add(claimWait + retractWait)
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		e, err := w.claimEntry(ctx, id)
+		if err != nil {
+			return false, false, err
+		}
+		if e == nil {
+			// The old claim is gone, this message's own not (yet) there.
+			if gone, err := w.retracted(ctx, m); err != nil || gone {
+				return gone, true, err
+			}
+		} else {
+			n, ok := claimNonce(e.Value())
+			switch {
+			case !ok || n == nonce:
+				return false, true, nil // its own, or not a claim this worker can read (see stray)
+			case e.Created().Add(w.s.retention).After(createBy):
+				return true, true, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return e != nil, e != nil, nil
+		}
+		if err := sleepUnless(ctx, run, pause); err != nil {
+			return false, false, err
+		}
+	}
+}
+
+// sleepUnless pauses for d, or until ctx or run ends (then it returns the
+// cause).
+func sleepUnless(ctx, run context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-run.Done():
+		return context.Cause(run)
+	case <-t.C:
+		return nil
+	}
+}
+
+// retractWait is how long a refused duplicate's client may take to
+// retract its message (Client.retract's bound).
+const retractWait = time.Second
+
+// claimEntry reads job id's claim, and when the server stored it; nil if
+// there is none.
+func (w *Worker) claimEntry(ctx context.Context, id string) (jetstream.KeyValueEntry, error) {
+	rctx, cancel := opCtx(ctx)
+	defer cancel()
+	e, err := w.s.jobs.Get(rctx, key(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	return e, err
+}
+
+// claimNonce is the nonce of a claim's record; ok is false if the record
+// cannot be read.
+func claimNonce(v []byte) (nonce string, ok bool) {
 	var c struct {
 		Nonce string `json:"nonce"`
 	}
 	if err := json.Unmarshal(v, &c); err != nil {
-		return false, true, nil // not a claim this worker can read: run, rather than put back for ever
+		return "", false
 	}
-	return c.Nonce != nonce, true, nil
+	return c.Nonce, true
 }
 
 // reannounceIfStale announces job id's outcome again (store.reannounce)
@@ -711,8 +807,8 @@ func (w *Worker) stray(ctx, run context.Context, claim *batchRead, id, nonce str
 // message is sent with it). A duplicate submission's message, whose claim
 // was refused, writes nothing. It returns errOutcomeGone if the outcome
 // expired meanwhile.
-func (w *Worker) reannounceIfStale(ctx context.Context, claim *batchRead, id, nonce string, young bool) error {
-	stray, _, err := w.stray(ctx, ctx, claim, id, nonce, young)
+func (w *Worker) reannounceIfStale(ctx context.Context, m jetstream.Msg, claim *batchRead, id, nonce string, young bool) error {
+	stray, _, err := w.stray(ctx, ctx, m, claim, id, nonce, young)
 	if err != nil || stray {
 		return err
 	}
@@ -765,13 +861,8 @@ const claimWait = 2 * time.Second
 
 // claimOf reads job id's claim: nil if there is none.
 func (w *Worker) claimOf(ctx context.Context, id string) ([]byte, error) {
-	rctx, cancel := opCtx(ctx)
-	defer cancel()
-	e, err := w.s.jobs.Get(rctx, key(id))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, nil
-	}
-	if err != nil {
+	e, err := w.claimEntry(ctx, id)
+	if e == nil || err != nil {
 		return nil, err
 	}
 	return e.Value(), nil
