@@ -53,12 +53,16 @@ type kvBucket struct {
 	// bucket has more than one replica.
 	getSubj   string
 	viaLeader bool
+	// ttl is the bucket's TTL (its stream's MaxAge; 0: none), read when
+	// the bucket is opened: whoever made the bucket set it, whatever this
+	// process's WithRetention says (Worker.otherClaim).
+	ttl time.Duration
 }
 
 func newKVBucket(js jetstream.JetStream, kv jetstream.KeyValue, st jetstream.Stream) *kvBucket {
 	cfg := st.CachedInfo().Config
 	return &kvBucket{KeyValue: kv, name: kv.Bucket(), stream: st, nc: js.Conn(), pre: "$KV." + kv.Bucket() + ".",
-		getSubj: apiPrefix(js) + "STREAM.MSG.GET." + cfg.Name, viaLeader: cfg.Replicas > 1}
+		getSubj: apiPrefix(js) + "STREAM.MSG.GET." + cfg.Name, viaLeader: cfg.Replicas > 1, ttl: cfg.MaxAge}
 }
 
 // apiPrefix is the JetStream API prefix js sends its requests to.

@@ -51,7 +51,7 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 type store struct {
 	js        jetstream.JetStream
 	ns        string
-	retention time.Duration
+	retention time.Duration // WithRetention: the TTL of the buckets this process makes (kvBucket.ttl is an opened one's)
 	maxData   int
 	// replicas is what the streams and buckets are made with; replicasSet
 	// says the option was given, so that existing ones must have as many.

@@ -743,7 +743,10 @@ func (w *Worker) otherClaim(ctx, run context.Context, m jetstream.Msg, id, nonce
 			switch {
 			case !ok || n == nonce:
 				return false, true, nil // its own, or not a claim this worker can read (see stray)
-			case e.Created().Add(w.s.retention).After(createBy):
+			case w.s.jobs.ttl == 0 || e.Created().Add(w.s.jobs.ttl).After(createBy):
+				// The bucket's TTL, not this worker's WithRetention: the
+				// first process set it (TestReview6WorkerWithoutTheBucketsRetention:
+				// a worker without the option dropped an accepted submission).
 				return true, true, nil
 			}
 		}
