@@ -714,10 +714,18 @@ func (w *Worker) stray(ctx, run context.Context, m jetstream.Msg, claim *batchRe
 // growing pause, until it is the message's own (the create came after
 // the old claim expired: not stray), or a claim that outlives the create,
 // or the message is gone from its stream (a refused duplicate's client
-// retracts it: stray), for up to claimWait and retractWait more. Then a
-// claim still there is another's (the create, made before then, found it:
-// stray), and no claim at all is left to stray's caller, as a claim that
-// never showed up. Found by TestAttackExpiryGapHammer: a submission made
+// retracts it: stray), for up to claimWait and retractWait more. Then the
+// message is a duplicate's, whatever claim is there or not: its create
+// reached the server before then and was not accepted, since its claim
+// never showed up (an accepted create's claim lives for the TTL, and the
+// reads would have seen it). It was refused, and its client could not
+// retract the message (no permission to delete, or it died), or it failed
+// otherwise, and its client said the job may have been stored: its
+// future then resolves with the ID's outcome, the other submission's.
+// Leaving "no claim" to stray's caller instead ran a refused duplicate
+// whose client could not retract it (TestReview6RefusedDuplicateInTheClaimsLastSecondsNeverRuns:
+// its value became the first submission's outcome); before otherClaim,
+// the worker dropped it at once. Found by TestAttackExpiryGapHammer: a submission made
 // 0.2 s after an earlier claim's expiry, whose message a worker got while
 // the server had not yet removed that claim, was dropped, and its future
 // never resolved (TestSubmissionRacingTheOldClaimsExpiryResolves).
@@ -751,7 +759,7 @@ func (w *Worker) otherClaim(ctx, run context.Context, m jetstream.Msg, id, nonce
 			}
 		}
 		if time.Now().After(deadline) {
-			return e != nil, e != nil, nil
+			return true, true, nil // refused (or failed): see above
 		}
 		if err := sleepUnless(ctx, run, pause); err != nil {
 			return false, false, err
