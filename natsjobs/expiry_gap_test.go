@@ -72,14 +72,7 @@ func testResubmissionBetweenExpiries(t *testing.T, submit func(context.Context, 
 	if err != nil || v != 1 {
 		t.Fatalf("first run: %v, %v", v, err)
 	}
-	// Wait for the gap: the claim gone, the outcome still kept.
-	waitFor(t, 10*time.Second, "the claim to expire before the outcome", func() bool {
-		st, err := c.Status(ctx, "gap")
-		if errors.Is(err, natsjobs.ErrUnknownJob) {
-			t.Fatal("the outcome expired with the claim: no gap to test")
-		}
-		return err == nil && st.Name == "" && st.Result != nil
-	})
+	waitForGap(ctx, t, c, "gap")
 	got, err := submit(ctx, h, c).Wait(ctx)
 	if ctx.Err() != nil {
 		t.Fatal("watchdog: the resubmission's future never resolved")
@@ -136,4 +129,94 @@ func TestSubmissionRacingTheOldClaimsExpiryResolves(t *testing.T) {
 	case got == 1 && runs.Load() != 1, got == 2 && runs.Load() != 2, got < 1 || got > 2:
 		t.Fatalf("resolved with %d after %d runs", got, runs.Load())
 	}
+}
+
+// TestShutdownDuringAGapMessagesClaimWait: a worker that got the message of
+// a submission made in the gap (the ID's claim expired, its outcome kept)
+// waits for that submission's claim before it writes the outcome again.
+// Shutdown, its context ended, must hand the message back at once rather
+// than wait for the claim (before, it waited for the claim, up to 5 s past
+// its context); the submission then resolves through another worker.
+func TestShutdownDuringAGapMessagesClaimWait(t *testing.T) {
+	const retention = 2 * time.Second
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ret := natsjobs.WithRetention(retention)
+	var runs atomic.Int64
+	reg := natsjobs.NewRegistry()
+	h := natsjobs.Register(reg, "slow", func(ctx context.Context, _ int) (int64, error) {
+		n := runs.Add(1)
+		if n == 1 { // the outcome a second after the claim: a gap of a second
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			}
+		}
+		return n, nil
+	})
+	var armed atomic.Bool
+	got := make(chan struct{}, 1)
+	c := newClient(t, ts.connect(t), ns, ret, quiet)
+	late := newClient(t, ts.connect(t), ns, ret, quiet, natsjobs.WithClaimDelay(1500*time.Millisecond))
+	w1 := newWorker(t, ts.connect(t), reg, ns, ret, quiet, natsjobs.WithBeforeBegin(func(string) {
+		if armed.Load() {
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+	}))
+	ctx := wctx(t, 20*time.Second)
+
+	if v, err := h.Submit(ctx, c, "gap", 0).Wait(ctx); err != nil || v != 1 {
+		t.Fatalf("first run: %v, %v", v, err)
+	}
+	waitForGap(ctx, t, c, "gap")
+	armed.Store(true)
+	submitted := make(chan *qpool.Future[int64], 1)
+	go func() { submitted <- h.Submit(ctx, late, "gap", 0) }() // returns once its claim is made
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatal("watchdog: the gap submission's message never reached the worker")
+	}
+	time.Sleep(100 * time.Millisecond) // into the wait for its claim, 1.5 s away
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = w1.Shutdown(ended)
+	select {
+	case <-submitted:
+		t.Fatal("Shutdown returned only after the submission's claim was made: it waited for the claim")
+	default:
+	}
+	newWorker(t, ts.connect(t), reg, ns, ret, quiet)
+	var f *qpool.Future[int64]
+	select {
+	case f = <-submitted:
+	case <-ctx.Done():
+		t.Fatal("watchdog: Submit never returned")
+	}
+	v, err := f.Wait(ctx)
+	switch {
+	case ctx.Err() != nil:
+		t.Fatal("watchdog: the gap submission never resolved")
+	case err != nil:
+		t.Fatalf("gap submission: %v", err)
+	case v != runs.Load() && v != 1:
+		t.Fatalf("resolved with %d after %d runs", v, runs.Load())
+	}
+}
+
+// waitForGap waits until job id's claim has expired while its outcome is
+// still kept.
+func waitForGap(ctx context.Context, t *testing.T, c *natsjobs.Client, id string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "the claim to expire before the outcome", func() bool {
+		st, err := c.Status(ctx, id)
+		if errors.Is(err, natsjobs.ErrUnknownJob) {
+			t.Fatal("the outcome expired with the claim: no gap to test")
+		}
+		return err == nil && st.Name == "" && st.Result != nil
+	})
 }

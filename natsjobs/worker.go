@@ -55,6 +55,11 @@ type Worker struct {
 	claims    *batchGetter   // batched reads of the jobs bucket (see stray); nil: one get each
 	inflight  sync.WaitGroup // handle calls under way
 	shutOnce  sync.Once
+	// back ends (cause ErrClosed) when Shutdown hands messages back: it
+	// ends the waits of a message that is no longer a run (see
+	// reannounceIfStale), as a run's context ends those of a run.
+	back     context.Context
+	stopBack context.CancelCauseFunc
 
 	mu          sync.Mutex
 	handingBack bool                       // guarded by mu: set by handBack; no run begins after it (see begin)
@@ -182,6 +187,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, reg *Registry, opts 
 		running: map[*run]struct{}{}, canceled: map[string]cancelMark{}, finishing: map[jetstream.Msg]struct{}{},
 		ents: map[string]*entangled{},
 	}
+	w.back, w.stopBack = context.WithCancelCause(context.Background())
 	closeReads := func() {
 		w.outcomes.close()
 		w.claims.close()
@@ -474,8 +480,10 @@ func (w *Worker) handle(m jetstream.Msg) {
 		if err == nil && nonce != "" && prev.Nonce != nonce {
 			err = w.reannounceIfStale(ctx, m, claim, j.ID, nonce, young)
 		}
-		if errors.Is(err, errOutcomeGone) {
-			_ = m.Nak() // the job has no outcome now: its next delivery runs it
+		if errors.Is(err, errOutcomeGone) || errors.Is(err, ErrClosed) {
+			// The job has no outcome now (its next delivery runs it), or
+			// Shutdown is handing back: at once, to another worker.
+			_ = m.Nak()
 			return
 		}
 		w.ackAfter(m, err)
@@ -817,9 +825,12 @@ func claimNonce(v []byte) (nonce string, ok bool) {
 // is the message's (stray, with its wait for a claim not stored yet: the
 // message is sent with it). A duplicate submission's message, whose claim
 // was refused, writes nothing. It returns errOutcomeGone if the outcome
-// expired meanwhile.
+// expired meanwhile, and ErrClosed if Shutdown handed messages back
+// during its waits for the claim (the message is no longer a run, so
+// w.back ends them: before, Shutdown waited for them, up to 5 s past its
+// context: TestShutdownDuringAGapMessagesClaimWait).
 func (w *Worker) reannounceIfStale(ctx context.Context, m jetstream.Msg, claim *batchRead, id, nonce string, young bool) error {
-	stray, _, err := w.stray(ctx, ctx, m, claim, id, nonce, young)
+	stray, _, err := w.stray(ctx, w.back, m, claim, id, nonce, young)
 	if err != nil || stray {
 		return err
 	}
@@ -985,6 +996,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 		w.closeEntanglements()
 		w.cf.Close()
 		_ = w.pool.Close()
+		w.stopBack(nil)
 	})
 	return err
 }
@@ -994,6 +1006,7 @@ func (w *Worker) Shutdown(ctx context.Context) error {
 func (w *Worker) handBack() {
 	w.mu.Lock()
 	w.handingBack = true
+	w.stopBack(ErrClosed)
 	var back []*run
 	for r := range w.running {
 		if !r.canceled {
