@@ -204,15 +204,13 @@ func TestAttack14KeyReadAsAnotherType(t *testing.T) {
 }
 
 // TestAttack14KeyReadsUnencodableValue: on the memory ledger the untyped
-// API stores anything (a channel, a function, a value whose encoding
-// panics); a typed key of another type reading it must return an error,
-// not panic.
+// API stores anything (a channel, a function); a typed key of another type
+// reading it must return a *TypeError, not panic.
 func TestAttack14KeyReadsUnencodableValue(t *testing.T) {
 	e := newTestEntanglement(t, 0)
 	require.NoError(t, e.UpdateState("ch", make(chan int)))
 	require.NoError(t, e.UpdateState("fn", func() {}))
-	require.NoError(t, e.UpdateState("panicky", a14Panicky{}))
-	for _, name := range []string{"ch", "fn", "panicky"} {
+	for _, name := range []string{"ch", "fn"} {
 		a14NoPanic(t, "Key[int].Get of "+name, func() {
 			_, ok, err := qpool.NewKey[int](name).Get(e)
 			require.True(t, ok)
@@ -223,6 +221,25 @@ func TestAttack14KeyReadsUnencodableValue(t *testing.T) {
 			require.ErrorIs(t, err, qpool.ErrType, name)
 		})
 	}
+}
+
+// TestAttack14KeyReadsPanickyValue: the same with a stored value whose
+// MarshalJSON panics (stored through the untyped API on the memory
+// ledger): the typed read re-encodes it to convert it, and the encoder's
+// panic must come back as a *TypeError, not as a panic ("a value that does
+// not convert is a *TypeError").
+func TestAttack14KeyReadsPanickyValue(t *testing.T) {
+	e := newTestEntanglement(t, 0)
+	require.NoError(t, e.UpdateState("panicky", a14Panicky{}))
+	a14NoPanic(t, "Key[int].Get of a value whose MarshalJSON panics", func() {
+		_, ok, err := qpool.NewKey[int]("panicky").Get(e)
+		require.True(t, ok)
+		require.ErrorIs(t, err, qpool.ErrType)
+	})
+	a14NoPanic(t, "GetStateAs[string] of a value whose MarshalJSON panics", func() {
+		_, _, err := qpool.GetStateAs[string](e, "panicky")
+		require.ErrorIs(t, err, qpool.ErrType)
+	})
 }
 
 // TestAttack14KeyWatchSeesEveryIncrement: many goroutines increment one
@@ -882,4 +899,173 @@ func TestAttack14NilAndZero(t *testing.T) {
 		assert.False(t, qpool.IsPermanent(nil))
 	})
 	_ = reflect.TypeOf(0)
+}
+
+// TestAttack14GroupCancelEndsRetryBackoff: a group job sleeping a long
+// retry backoff when WithCancelOnError cancels the group (another job
+// failed) must end at once: "the sleep ends early if the job is cancelled",
+// and "running jobs see their context end". Wait must not wait out the
+// backoff.
+func TestAttack14GroupCancelEndsRetryBackoff(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2))
+	g := qpool.NewGroup[int](context.Background(), p, qpool.WithCancelOnError())
+	var attempts atomic.Int32
+	errFlaky := errors.New("flaky")
+	slow := g.Go(func(ctx context.Context) (int, error) {
+		attempts.Add(1)
+		return 0, errFlaky
+	}, qpool.WithRetry(3, time.Hour))
+	waitFor(t, func() bool { return attempts.Load() == 1 })
+	time.Sleep(time.Millisecond) // into the backoff
+	errBoom := errors.New("boom")
+	g.Go(func(ctx context.Context) (int, error) { return 0, errBoom })
+	done := make(chan struct{})
+	var err error
+	go func() { _, err = g.Wait(); close(done) }()
+	watchdog(t, done, "group Wait with a job in a one-hour retry backoff after the group was cancelled")
+	require.ErrorIs(t, err, errBoom)
+	_, err = wait(t, slow)
+	require.Error(t, err)
+	assert.EqualValues(t, 1, attempts.Load(), "retried after the group was cancelled")
+}
+
+// TestAttack14ParentCancelEndsRetryBackoff: the same with the group's
+// parent context ending.
+func TestAttack14ParentCancelEndsRetryBackoff(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2))
+	parent, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g := qpool.NewGroup[int](parent, p)
+	var attempts atomic.Int32
+	slow := g.Go(func(ctx context.Context) (int, error) {
+		attempts.Add(1)
+		return 0, errors.New("flaky")
+	}, qpool.WithRetry(3, time.Hour))
+	waitFor(t, func() bool { return attempts.Load() == 1 })
+	time.Sleep(time.Millisecond)
+	cancel()
+	_, err := wait(t, slow)
+	require.Error(t, err)
+	done := make(chan struct{})
+	go func() { _, _ = g.Wait(); close(done) }()
+	watchdog(t, done, "group Wait after its parent ended during a retry backoff")
+	assert.EqualValues(t, 1, attempts.Load())
+}
+
+// TestAttack14CancelEndsRetryBackoff: Pool.Cancel of a job sleeping a
+// one-hour retry backoff resolves it at once, with no further attempt and
+// OutcomeCanceled (its future has what the function last returned, as
+// Future.Cancel says for a running job).
+func TestAttack14CancelEndsRetryBackoff(t *testing.T) {
+	var mu sync.Mutex
+	outcomes := map[string]qpool.Outcome{}
+	p := newTestPool(t, qpool.WithWorkers(2), qpool.WithObserver(qpool.Observer{
+		Finished: func(_ context.Context, e qpool.JobEvent) { mu.Lock(); outcomes[e.ID] = e.Outcome; mu.Unlock() },
+	}))
+	var attempts atomic.Int32
+	f := p.Schedule("backoff-cancel", func() (any, error) { attempts.Add(1); return nil, errors.New("flaky") },
+		qpool.WithRetry(3, time.Hour))
+	waitFor(t, func() bool { return attempts.Load() == 1 })
+	time.Sleep(time.Millisecond)
+	require.True(t, p.Cancel("backoff-cancel"))
+	_, err := wait(t, f)
+	require.Error(t, err)
+	p.Wait()
+	assert.EqualValues(t, 1, attempts.Load())
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, qpool.OutcomeCanceled, outcomes["backoff-cancel"])
+}
+
+// TestAttack14CancelOnErrorFailsWaitingDependents: a group job waiting for
+// a dependency that is blocked (outside the group) must resolve as soon as
+// another group job fails, with an error wrapping the cause, without
+// running, and without waiting for the dependency.
+func TestAttack14CancelOnErrorFailsWaitingDependents(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2))
+	gate := make(chan struct{})
+	blocker := p.Schedule("a14-blocker", func() (any, error) { <-gate; return nil, nil })
+	defer func() { close(gate); _, _ = wait(t, blocker) }()
+	g := qpool.NewGroup[int](context.Background(), p, qpool.WithCancelOnError())
+	var ran atomic.Bool
+	dep := g.Go(func(context.Context) (int, error) { ran.Store(true); return 1, nil },
+		qpool.WithDependencies("a14-blocker"))
+	waitFor(t, func() bool { j, ok := p.Job(dep.ID()); return ok && j.State == qpool.JobWaiting })
+	errBoom := errors.New("boom")
+	g.Go(func(context.Context) (int, error) { return 0, errBoom })
+	_, err := wait(t, dep)
+	require.ErrorIs(t, err, errBoom, "the waiting job's error wraps the cause")
+	assert.False(t, ran.Load())
+	done := make(chan struct{})
+	go func() { _, _ = g.Wait(); close(done) }()
+	watchdog(t, done, "group Wait")
+}
+
+// TestAttack14KeyEndsOnExpiry: a typed Await and Watch on an entanglement
+// whose TTL runs out end with ErrExpired.
+func TestAttack14KeyEndsOnExpiry(t *testing.T) {
+	e := qpool.NewEntanglement("a14-expiry", nil, 20*time.Millisecond)
+	defer e.Close()
+	k := qpool.NewKey[int]("never")
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() {
+		_, err := k.Await(a14Ctx(t), e)
+		if !errors.Is(err, qpool.ErrExpired) {
+			errs <- fmt.Errorf("Await: %v", err)
+		}
+	})
+	wg.Go(func() {
+		var last error
+		for _, err := range k.Watch(a14Ctx(t), e) {
+			last = err
+		}
+		if !errors.Is(last, qpool.ErrExpired) {
+			errs <- fmt.Errorf("Watch ended with %v", last)
+		}
+	})
+	watchGroup(t, &wg)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestAttack14CodecCheckPanickyValue: WithCodecCheck(JSONCodec{}) given a
+// value whose encoding panics must refuse it with an error, not panic.
+func TestAttack14CodecCheckPanickyValue(t *testing.T) {
+	e := newTestEntanglement(t, 0, qpool.WithCodecCheck(qpool.JSONCodec{}))
+	a14NoPanic(t, "UpdateState of a value whose MarshalJSON panics", func() {
+		err := e.UpdateState("p", a14Panicky{})
+		require.Error(t, err)
+	})
+	a14NoPanic(t, "Key.Set of a value whose MarshalJSON panics", func() {
+		err := qpool.NewKey[a14Panicky]("p").Set(e, a14Panicky{})
+		require.Error(t, err)
+	})
+}
+
+// TestAttack14ClosingPoolDoesNotRetry: WithRetry's godoc says "a job of a
+// closing pool [is] not retried". A job whose first attempt fails while
+// Close has begun (or that sleeps its short backoff when Close begins)
+// must make no further attempt. Today Close lets it run all its attempts
+// (4 of 4 here), sleeping every backoff: with WithRetry(3, time.Hour)
+// Close waits out the hour. docs/pool.md says "jobs of an aborting pool",
+// which matches the code; the godoc's "closing" does not.
+func TestAttack14ClosingPoolDoesNotRetry(t *testing.T) {
+	for round := range 5 {
+		p := qpool.NewPool(qpool.WithWorkers(1))
+		var attempts atomic.Int32
+		f := p.Schedule("retry-during-close", func() (any, error) {
+			attempts.Add(1)
+			return nil, errors.New("flaky")
+		}, qpool.WithRetry(4, 5*time.Millisecond))
+		waitFor(t, func() bool { return attempts.Load() >= 1 })
+		done := make(chan struct{})
+		go func() { _ = p.Close(); close(done) }()
+		watchdog(t, done, "Close")
+		_, err := wait(t, f)
+		require.Error(t, err)
+		assert.EqualValues(t, 1, attempts.Load(), "round %d: the job was retried while the pool closed", round)
+	}
 }
