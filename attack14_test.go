@@ -1069,3 +1069,123 @@ func TestAttack14ClosingPoolDoesNotRetry(t *testing.T) {
 		assert.EqualValues(t, 1, attempts.Load(), "round %d: the job was retried while the pool closed", round)
 	}
 }
+
+// TestAttack14KeyUpdateFnPanics: a Key.Update whose fn panics propagates
+// the panic to its caller (the caller's function), but must leave no lock
+// held: other goroutines' Sets, Updates, Awaits and Watches go on, on the
+// memory ledger and on a JSON ledger.
+func TestAttack14KeyUpdateFnPanics(t *testing.T) {
+	forEachLedger(t, func(t *testing.T, e *qpool.Entanglement) {
+		k := qpool.NewKey[int]("k")
+		require.NoError(t, k.Set(e, 1))
+		for range 5 {
+			func() {
+				defer func() { _ = recover() }()
+				_ = k.Update(e, func(int, bool) (int, error) { panic("fn panics") })
+			}()
+		}
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 20 {
+					assert.NoError(t, k.Update(e, func(n int, _ bool) (int, error) { return n + 1, nil }))
+				}
+			})
+		}
+		watchGroup(t, &wg)
+		n, _, err := k.Get(e)
+		require.NoError(t, err)
+		assert.Equal(t, 81, n)
+		v, err := k.Await(a14Ctx(t), e)
+		require.NoError(t, err)
+		assert.Equal(t, 81, v)
+	})
+}
+
+// TestAttack14GroupExplicitIDsOfGeneratedForm: Group.Submit refuses every
+// ID of the generated form "g<group>#<index>", including ones for groups
+// not made yet, so no explicit ID can collide with a generated one; IDs
+// that only look alike are accepted.
+func TestAttack14GroupExplicitIDsOfGeneratedForm(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(2))
+	g := qpool.NewGroup[int](context.Background(), p)
+	first := g.Go(func(context.Context) (int, error) { return 0, nil })
+	_, _ = wait(t, first)
+	var groupNo, idx int
+	_, err := fmt.Sscanf(first.ID(), "g%d#%d", &groupNo, &idx)
+	require.NoError(t, err, first.ID())
+	fn := func(context.Context) (int, error) { return 1, nil }
+	for _, id := range []string{first.ID(), fmt.Sprintf("g%d#1", groupNo), fmt.Sprintf("g%d#0", groupNo+1),
+		fmt.Sprintf("g%d#5", groupNo+1000)} {
+		_, err := wait(t, g.Submit(id, fn))
+		assert.ErrorIs(t, err, qpool.ErrInvalidJob, "%q", id)
+	}
+	// A later group's generated ID is still free: nothing took it.
+	g2 := qpool.NewGroup[int](context.Background(), p)
+	for range 3 {
+		_, err := wait(t, g2.Go(fn))
+		require.NoError(t, err)
+	}
+	_, err = g2.Wait()
+	require.NoError(t, err)
+	_, _ = g.Wait()
+}
+
+// TestAttack14GroupNonBlockingRejections: a group over a WithNonBlocking
+// pool with no queue and one busy worker: Go's jobs are refused with
+// ErrQueueFull; with WithCancelOnError the group's context ends with that
+// cause; Wait returns and reports it.
+func TestAttack14GroupNonBlockingRejections(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(1), qpool.WithQueueSize(0), qpool.WithNonBlocking())
+	gate := make(chan struct{})
+	g := qpool.NewGroup[int](context.Background(), p, qpool.WithCancelOnError())
+	busy := g.Go(func(ctx context.Context) (int, error) {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
+		return 1, nil
+	})
+	waitFor(t, func() bool { return p.Stats().Running == 1 })
+	_, err := wait(t, g.Go(func(context.Context) (int, error) { return 2, nil }))
+	require.ErrorIs(t, err, qpool.ErrQueueFull)
+	close(gate)
+	_, _ = wait(t, busy)
+	done := make(chan struct{})
+	go func() { _, err = g.Wait(); close(done) }()
+	watchdog(t, done, "group Wait")
+	require.ErrorIs(t, err, qpool.ErrQueueFull)
+	require.ErrorIs(t, context.Cause(g.Context()), qpool.ErrQueueFull)
+}
+
+// TestAttack14OutsideDependentOfCancelledGroupJob: a job outside the group
+// that depends on a queued group job, which the end of the group's parent
+// context fails without running, fails with ErrDependencyFailed, and its
+// cause is the parent's cause.
+func TestAttack14OutsideDependentOfCancelledGroupJob(t *testing.T) {
+	p := newTestPool(t, qpool.WithWorkers(1))
+	gate := make(chan struct{})
+	blocker := p.Schedule("a14-gate", func() (any, error) { <-gate; return nil, nil })
+	waitFor(t, func() bool { return p.Stats().Running == 1 })
+	errStop := errors.New("parent stopped")
+	parent, cancel := context.WithCancelCause(context.Background())
+	g := qpool.NewGroup[int](parent, p)
+	var ran atomic.Bool
+	queued := g.Go(func(context.Context) (int, error) { ran.Store(true); return 1, nil })
+	outside := p.Schedule("a14-outside", ok, qpool.WithDependencies(queued.ID()))
+	cancel(errStop)
+	_, qerr := wait(t, queued)
+	require.ErrorIs(t, qerr, errStop)
+	_, oerr := wait(t, outside)
+	require.ErrorIs(t, oerr, qpool.ErrDependencyFailed)
+	require.ErrorIs(t, oerr, errStop)
+	var de *qpool.DependencyError
+	require.ErrorAs(t, oerr, &de)
+	assert.Equal(t, queued.ID(), de.Dependency)
+	close(gate)
+	_, _ = wait(t, blocker)
+	done := make(chan struct{})
+	go func() { _, _ = g.Wait(); close(done) }()
+	watchdog(t, done, "group Wait")
+	assert.False(t, ran.Load(), "the queued job ran after its group was cancelled")
+}
