@@ -1189,3 +1189,104 @@ func TestAttack14OutsideDependentOfCancelledGroupJob(t *testing.T) {
 	watchdog(t, done, "group Wait")
 	assert.False(t, ran.Load(), "the queued job ran after its group was cancelled")
 }
+
+// TestAttack14KeyWatchOneSeqManyRanges: one sequence from Key.Watch ranged
+// by several goroutines at once: each range starts from the oldest change
+// and sees every value, none missed or repeated, while a writer goes on.
+// A range's end under a cancelled context yields ctx's cause.
+func TestAttack14KeyWatchOneSeqManyRanges(t *testing.T) {
+	const total = 200
+	forEachLedger(t, func(t *testing.T, e *qpool.Entanglement) {
+		k := qpool.NewKey[int]("k")
+		ctx, cancel := context.WithCancelCause(a14Ctx(t))
+		seq := k.Watch(ctx, e)
+		var wg sync.WaitGroup
+		errs := make(chan error, 16)
+		for r := range 4 {
+			wg.Go(func() {
+				time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+				want := 1
+				for v, err := range seq {
+					if err != nil {
+						errs <- fmt.Errorf("range %d at %d: %w", r, want, err)
+						return
+					}
+					if v != want {
+						errs <- fmt.Errorf("range %d: got %d, want %d", r, v, want)
+						return
+					}
+					if want == total {
+						return
+					}
+					want++
+				}
+			})
+		}
+		wg.Go(func() {
+			for i := 1; i <= total; i++ {
+				if err := k.Set(e, i); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+		watchGroup(t, &wg)
+		errStop := errors.New("stop watching")
+		cancel(errStop)
+		var last error
+		for _, err := range seq {
+			last = err
+		}
+		assert.ErrorIs(t, last, errStop, "a watch ended by ctx yields its cause")
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
+
+// TestAttack14CodecCheckTypedNaN: on the memory ledger with
+// WithCodecCheck(JSONCodec{}), a typed NaN is refused with ErrEncode,
+// as bbolt and NATS refuse it, and nothing is recorded.
+func TestAttack14CodecCheckTypedNaN(t *testing.T) {
+	e := newTestEntanglement(t, 0, qpool.WithCodecCheck(qpool.JSONCodec{}))
+	k := qpool.NewKey[float64]("f")
+	require.ErrorIs(t, k.Set(e, math.NaN()), qpool.ErrEncode)
+	require.ErrorIs(t, k.Update(e, func(float64, bool) (float64, error) { return math.Inf(1), nil }), qpool.ErrEncode)
+	_, ok, err := k.Get(e)
+	require.NoError(t, err)
+	assert.False(t, ok)
+	assert.Empty(t, e.GetStateHistory(0))
+}
+
+// TestAttack14GroupStatsOverClosingPool: Stats add up (Submitted ==
+// Succeeded + Failed) after groups' submitters race Close, refusals and
+// ErrGroupClosed jobs included.
+func TestAttack14GroupStatsOverClosingPool(t *testing.T) {
+	for round := range 10 {
+		p := qpool.NewPool(qpool.WithWorkers(2), qpool.WithQueueSize(rand.IntN(3)))
+		g := qpool.NewGroup[int](context.Background(), p)
+		var wg sync.WaitGroup
+		for range 3 {
+			wg.Go(func() {
+				for range 20 {
+					g.Go(func(context.Context) (int, error) { return 1, nil })
+				}
+			})
+		}
+		wg.Go(func() {
+			time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+			_, _ = g.Wait()
+		})
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		closed := make(chan struct{})
+		go func() { _ = p.Close(); close(closed) }()
+		watchdog(t, closed, "Close")
+		watchGroup(t, &wg)
+		done := make(chan struct{})
+		go func() { _, _ = g.Wait(); close(done) }()
+		watchdog(t, done, "group Wait")
+		s := p.Stats()
+		require.Equal(t, s.Submitted, s.Succeeded+s.Failed, "round %d: %+v", round, s)
+	}
+}
