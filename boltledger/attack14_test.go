@@ -6,7 +6,9 @@ package boltledger_test
 // typed updates lose nothing, and watches see every value.
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -292,4 +294,57 @@ func TestAttack14TypedCounterHammerAcrossReopen(t *testing.T) {
 	_, _, err = qpool.NewKey[string]("ctr").Get(e)
 	var te *qpool.TypeError
 	require.True(t, errors.As(err, &te), "%v", err)
+}
+
+// a14NumberCodec is JSON that decodes numbers as json.Number, which the Key
+// godoc says keeps integers beyond 2^53.
+type a14NumberCodec struct{}
+
+func (a14NumberCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func (a14NumberCodec) Unmarshal(data []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(data))
+	d.UseNumber()
+	return d.Decode(v)
+}
+
+// TestAttack14NumberCodecKeepsLargeInts: with a codec that decodes numbers
+// as json.Number, a Key[int64] and a Key[uint64] round-trip values beyond
+// 2^53 exactly, before and after a reopen ("a codec that decodes numbers as
+// encoding/json.Number keeps them").
+func TestAttack14NumberCodecKeepsLargeInts(t *testing.T) {
+	path := t.TempDir() + "/num.db"
+	vals := []int64{1<<53 + 1, math.MaxInt64, math.MinInt64, 1 << 60}
+	k := qpool.NewKey[int64]("i")
+	u := qpool.NewKey[uint64]("u")
+	for pass := range 2 {
+		db, err := boltledger.Open(path, boltledger.WithCodec(a14NumberCodec{}))
+		require.NoError(t, err)
+		e, err := qpool.OpenEntanglement(context.Background(), "num", nil, 0, qpool.WithLedger(ledger(t, db, "num")))
+		require.NoError(t, err)
+		for i, v := range vals {
+			name := fmt.Sprintf("i%d", i)
+			ki := qpool.NewKey[int64](name)
+			if pass == 0 {
+				require.NoError(t, ki.Set(e, v))
+			}
+			got, ok, err := ki.Get(e)
+			require.NoError(t, err, "pass %d: %d", pass, v)
+			require.True(t, ok)
+			assert.Equal(t, v, got, "pass %d", pass)
+		}
+		if pass == 0 {
+			require.NoError(t, u.Set(e, math.MaxUint64))
+			require.NoError(t, k.Set(e, 0))
+			require.NoError(t, k.Update(e, func(n int64, _ bool) (int64, error) { return n + math.MaxInt64, nil }))
+		}
+		got, _, err := u.Get(e)
+		require.NoError(t, err)
+		assert.Equal(t, uint64(math.MaxUint64), got, "pass %d", pass)
+		n, _, err := k.Get(e)
+		require.NoError(t, err)
+		assert.Equal(t, int64(math.MaxInt64), n, "pass %d", pass)
+		require.NoError(t, e.Close())
+		require.NoError(t, db.Close())
+	}
 }
