@@ -275,3 +275,69 @@ func TestAttack14TypedCounterFromTwoProcesses(t *testing.T) {
 	var te *qpool.TypeError
 	require.True(t, errors.As(err, &te), "%v", err)
 }
+
+// TestAttack14TypedWatchSurvivesServerRestart: Key.Watch says "a ledger
+// that cannot be read for a while delays it ... and does not end it". A
+// typed watch ranging while the NATS server restarts yields every value
+// set before and after, with no error, and a value of another type in the
+// middle as a *TypeError, after which the watch goes on.
+func TestAttack14TypedWatchSurvivesServerRestart(t *testing.T) {
+	srv := startServer(t)
+	id := uniqueID(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	l, err := natsledger.Open(ctx, connect(t, srv.url()), id)
+	require.NoError(t, err)
+	e, err := qpool.OpenEntanglement(ctx, id, nil, 0, qpool.WithLedger(l))
+	require.NoError(t, err)
+	defer e.Close()
+	k := qpool.NewKey[int]("v")
+	const total = 10
+	got := make(chan string, 64)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for v, err := range k.Watch(ctx, e) {
+			if err != nil {
+				var te *qpool.TypeError
+				if errors.As(err, &te) {
+					got <- "type-error"
+					continue
+				}
+				got <- "end: " + err.Error()
+				return
+			}
+			got <- fmt.Sprint(v)
+			if v == total {
+				return
+			}
+		}
+	}()
+	for i := 1; i <= 5; i++ {
+		require.NoError(t, k.Set(e, i))
+	}
+	require.NoError(t, e.UpdateState("v", "not an int"))
+	srv.restart()
+	// Wait until the ledger appends again, on another key.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.UpdateState("ping", 1) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("watchdog: the ledger never appended again after the restart")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for i := 6; i <= total; i++ {
+		require.NoError(t, k.Set(e, i))
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("watchdog: the typed watch never saw the last value")
+	}
+	close(got)
+	var seen []string
+	for s := range got {
+		seen = append(seen, s)
+	}
+	assert.Equal(t, []string{"1", "2", "3", "4", "5", "type-error", "6", "7", "8", "9", "10"}, seen)
+}
