@@ -628,7 +628,7 @@ func TestAttack14RetryIfGoexit(t *testing.T) {
 	assert.Equal(t, "ok", v)
 }
 
-// TestAttack14RetryIfPanicsWithNil: a predicate that panics with nil (a
+// TestAttack14RetryIfPanics: a predicate that panics with nil (a
 // *runtime.PanicNilError since Go 1.21) or with an error value ends the job
 // with a *PanicError naming the job, counted in Stats.Panicked, not retried.
 func TestAttack14RetryIfPanics(t *testing.T) {
