@@ -1,6 +1,9 @@
 package qpool
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // Codec turns state values into bytes and back, for ledgers that keep values
 // outside the process's memory (on disk, on a server). Such a ledger returns
@@ -26,6 +29,24 @@ func (JSONCodec) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 // Unmarshal implements [Codec] with [json.Unmarshal].
 func (JSONCodec) Unmarshal(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// encodes reports whether c encodes v, as [WithCodecCheck] asks: the
+// codec's error, or a panic in the encoding (a value's MarshalJSON, the
+// codec itself: user code) as an error (TestAttack14CodecCheckPanickyValue).
+func encodes(c Codec, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = codecPanic(v, r)
+		}
+	}()
+	_, err = c.Marshal(v)
+	return err
+}
+
+// codecPanic is the error of a codec that panicked on v with r.
+func codecPanic(v any, r any) error {
+	return fmt.Errorf("qpool: the codec panicked on a %T: %v", v, r)
+}
 
 // CodecLedger is implemented by ledgers that encode values; [GetStateAs]
 // uses its codec to convert what the ledger returns into the caller's type.

@@ -337,7 +337,7 @@ func (e *Entanglement) apply(m Mutation) error {
 		return err
 	}
 	if e.cfg.check != nil && !m.Delete {
-		if _, err := e.cfg.check.Marshal(m.Value); err != nil {
+		if err := encodes(e.cfg.check, m.Value); err != nil {
 			return fmt.Errorf("qpool: entanglement %q: key %q: %w: %T: %w", e.id, m.Key, ErrEncode, m.Value, err)
 		}
 	}

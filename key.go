@@ -280,16 +280,29 @@ func convert[T any](e *Entanglement, key string, v any) (T, error) {
 		}
 		return zero, &TypeError{Entanglement: e.id, Key: key, Want: want, Got: v}
 	}
-	c := e.codec()
-	var out T
-	data, err := c.Marshal(v)
-	if err == nil {
-		err = c.Unmarshal(data, &out)
-	}
+	out, err := recode[T](e.codec(), v)
 	if err != nil {
 		return zero, &TypeError{Entanglement: e.id, Key: key, Want: want, Got: v, Err: err}
 	}
 	return out, nil
+}
+
+// recode encodes v with c and decodes the bytes into a T. A panic in
+// either (a value's MarshalJSON, a type's UnmarshalJSON, the codec itself:
+// user code) is returned as an error, since bad input never panics
+// (TestAttack14KeyReadsPanickyValue).
+func recode[T any](c Codec, v any) (out T, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			var zero T
+			out, err = zero, codecPanic(v, r)
+		}
+	}()
+	data, err := c.Marshal(v)
+	if err == nil {
+		err = c.Unmarshal(data, &out)
+	}
+	return out, err
 }
 
 // nilable reports whether t has nil as a value.

@@ -156,9 +156,14 @@ type depWindowOption time.Duration
 // a job whose dependency succeeded within the window runs, one whose
 // dependency failed fails with [ErrDependencyFailed]. The outcome is all
 // that is kept: the job and its value belong to the future alone. A pool
-// remembers at most 65,536 outcomes, the oldest going first past that,
-// however long the window (math.MaxInt64 keeps each until that bound or
-// Close). A dependency on an ID the pool no longer knows fails with
+// remembers at most 65,536 outcomes, however long the window
+// (math.MaxInt64 keeps each until that bound or Close): 2,048 in each of
+// the 32 shards its IDs are spread over by hash, the oldest of a shard
+// going first past that. So the outcomes of the last 2,048 jobs to finish
+// are always remembered, and of the last 65,536 about all but those of a
+// shard that filled first; hold the future, or use [WithResultTTL], for a
+// dependency on a job that finished longer ago in a busy pool. A
+// dependency on an ID the pool no longer knows fails with
 // [ErrUnknownDependency].
 //
 // Zero or less keeps no outcomes: a dependency then counts only while it
@@ -261,8 +266,12 @@ type retryOption struct {
 // Between attempts the worker sleeps backoff, doubled after each attempt,
 // with up to half of it added at random (jitter); the sleep ends early if the
 // job is cancelled. A panic, an error marked with [Permanent], a cancelled
-// job and a job of a closing pool are not retried; [WithRetryIf] narrows
-// the retried errors further. maxAttempts below 1 is treated as 1.
+// job and a job of an aborting pool ([Pool.Shutdown] past its deadline, or
+// the end of [WithContext]'s context, which also ends the backoff's sleep)
+// are not retried; [WithRetryIf] narrows the retried errors further.
+// [Pool.Close] lets a running job finish: it waits for its attempts and
+// their backoffs, so bound a long backoff with Shutdown's deadline.
+// maxAttempts below 1 is treated as 1.
 func WithRetry(maxAttempts int, backoff time.Duration) JobOption {
 	return retryOption{max(maxAttempts, 1), max(backoff, 0)}
 }

@@ -25,14 +25,20 @@ func Permanent(err error) error {
 // Error returns the wrapped error's message: marking an error permanent
 // does not change what it says.
 func (e *PermanentError) Error() string {
-	if e.Err == nil {
+	if e == nil || e.Err == nil {
 		return "qpool: permanent error"
 	}
 	return e.Err.Error()
 }
 
-// Unwrap returns the wrapped error.
-func (e *PermanentError) Unwrap() error { return e.Err }
+// Unwrap returns the wrapped error (nil for a nil *PermanentError, which
+// a job may return as a typed nil error: errors.Is walks through it).
+func (e *PermanentError) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.Err
+}
 
 // IsPermanent reports whether err, or an error it wraps, is a
 // [*PermanentError].
