@@ -733,3 +733,112 @@ func testResultAfterRefusal(t *testing.T, holder string) {
 		t.Errorf("the gap submission's payload ran %d times", n.(*atomic.Int32).Load())
 	}
 }
+
+// TestAttack7CancelAfterTheHoldersOutcomeExpired: the claim of a
+// submission accepted in the gap (GapPlain of
+// TestAttack7ResultAfterRefusalAtClaimsEnd) outlives its outcome for a
+// moment. A Cancel then, from another client, is the Cancel of a finished
+// job ("Cancel of a finished job does nothing and returns nil"), whose
+// futures resolved: it must not record a second outcome ("Only the first
+// outcome recorded for an ID counts ... every future of the job sees the
+// same one"). Result and Handle.Future after it must see the outcome the
+// job's futures saw, or nothing (the outcome expired), never "canceled".
+func TestAttack7CancelAfterTheHoldersOutcomeExpired(t *testing.T) {
+	const retention = 2 * time.Second
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ret := natsjobs.WithRetention(retention)
+	reg := natsjobs.NewRegistry()
+	var gapRuns atomic.Int32
+	h := natsjobs.Register(reg, "echo", func(ctx context.Context, in string) (string, error) {
+		if in == "first" {
+			time.Sleep(time.Second) // the outcome outlives the claim by a second: the gap
+		} else {
+			gapRuns.Add(1)
+		}
+		return in, nil
+	})
+	c := newClient(t, ts.connect(t), ns, ret, quiet)
+	c2 := newClient(t, ts.connect(t), ns, ret, quiet)
+	third := newClient(t, ts.connect(t), ns, ret, quiet)
+	newWorker(t, ts.connect(t), reg, ns, ret, quiet)
+	ctx := wctx(t, 20*time.Second)
+	var (
+		mu       sync.Mutex
+		problems []string
+		windows  int
+	)
+	note := func(format string, args ...any) {
+		mu.Lock()
+		problems = append(problems, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	for r := range 4 {
+		wg.Go(func() {
+			id := fmt.Sprintf("k%d", r)
+			time.Sleep(time.Duration(r) * 120 * time.Millisecond)
+			start := time.Now()
+			if v, err := h.Submit(ctx, c, id, "first").Wait(ctx); err != nil || v != "first" {
+				note("%s: first submission %q, %v", id, v, err)
+				return
+			}
+			time.Sleep(time.Until(start.Add(retention + 300*time.Millisecond)))
+			gs := time.Now()
+			if v, err := h.Submit(ctx, c, id, "gap").Wait(ctx); err != nil || v != "first" {
+				note("%s: gap submission resolved %q, %v; want the kept outcome", id, v, err)
+				return
+			}
+			time.Sleep(time.Until(gs.Add(retention - 300*time.Millisecond)))
+			for time.Since(gs) < retention+time.Second {
+				st, err := c2.Status(ctx, id)
+				if errors.Is(err, natsjobs.ErrUnknownJob) {
+					return // claim and outcome gone together: no window this time
+				}
+				if err != nil {
+					note("%s: Status: %v", id, err)
+					return
+				}
+				if st.Name == "" || st.Result != nil {
+					time.Sleep(2 * time.Millisecond)
+					continue
+				}
+				// The claim without its outcome: the window.
+				at := time.Since(gs)
+				cerr := c2.Cancel(ctx, id)
+				wc, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				rec, rerr := third.Result(wc, id)
+				got := ""
+				switch {
+				case rerr != nil:
+					got = "no outcome (" + rerr.Error() + ")"
+				case rec.Err != nil:
+					got = "error: " + rec.Err.Error()
+					if errors.Is(rec.Err, context.Canceled) {
+						got = "canceled"
+					}
+				default:
+					got = "ok " + string(rec.Value)
+				}
+				mu.Lock()
+				windows++
+				mu.Unlock()
+				t.Logf("%s: at %v after the gap submission, Status showed its claim without an outcome; Cancel: %v; Result then: %s", id, at.Round(time.Millisecond), cerr, got)
+				if got == "canceled" {
+					note("%s: the gap submission resolved with \"first\"; a Cancel %v later (claim still there, outcome expired) returned %v and recorded a second outcome, \"canceled\", which Result returns",
+						id, at.Round(time.Millisecond), cerr)
+				}
+				return
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d IDs showed the window", windows)
+	for _, p := range problems {
+		t.Error(p)
+	}
+	if n := gapRuns.Load(); n != 0 {
+		t.Errorf("the gap submissions' payloads ran %d times", n)
+	}
+}
