@@ -842,3 +842,91 @@ func TestAttack7CancelAfterTheHoldersOutcomeExpired(t *testing.T) {
 		t.Errorf("the gap submissions' payloads ran %d times", n)
 	}
 }
+
+// TestAttack7WorkerCutOffMidWait: a worker re-reading an expiring claim
+// (a new submission whose client pauses 1.5 s between message and claim)
+// loses its connection for good, as a killed process would. Its message
+// must reach the other worker after AckWait and resolve ("a worker killed
+// mid-job has its job redelivered to another after AckWait", "Nothing
+// lost"); the cut-off worker must not run it, and its Shutdown must
+// return.
+func TestAttack7WorkerCutOffMidWait(t *testing.T) {
+	const retention = 2 * time.Second
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ret := natsjobs.WithRetention(retention)
+	ack := natsjobs.WithAckWait(time.Second)
+	var on1, on2 atomic.Int32
+	reg1, reg2 := natsjobs.NewRegistry(), natsjobs.NewRegistry()
+	h := natsjobs.Register(reg1, "x", func(ctx context.Context, in string) (string, error) {
+		on1.Add(1)
+		return in, nil
+	})
+	natsjobs.Register(reg2, "x", func(ctx context.Context, in string) (string, error) {
+		on2.Add(1)
+		return in, nil
+	})
+	var deliveries atomic.Int32
+	entered := make(chan struct{}, 4)
+	hook := natsjobs.WithBeforeBegin(func(id string) {
+		if deliveries.Add(1) == 2 {
+			entered <- struct{}{}
+		}
+	})
+	nc1, err := nats.Connect(ts.url(), connOptions()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc1.Close)
+	js1, err := jetstream.New(nc1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := newWorker(t, js1, reg1, ns, ret, quiet, hook, ack)
+	c := newClient(t, ts.connect(t), ns, ret, quiet)
+	slow := newClient(t, ts.connect(t), ns, ret, quiet, natsjobs.WithClaimDelay(1500*time.Millisecond))
+	ctx := wctx(t, 20*time.Second)
+	start := time.Now()
+	if v, err := h.Submit(ctx, c, "x", "first").Wait(ctx); err != nil || v != "first" {
+		t.Fatalf("first: %q, %v", v, err)
+	}
+	time.Sleep(time.Until(start.Add(retention - 500*time.Millisecond)))
+	var f *qpool.Future[string]
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		f = h.Submit(ctx, slow, "x", "second")
+	}()
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("watchdog: the second message never reached the worker")
+	}
+	time.Sleep(200 * time.Millisecond) // re-reading the expiring claim now
+	nc1.Close()
+	ranBefore := on1.Load()
+	newWorker(t, ts.connect(t), reg2, ns, ret, quiet, ack)
+	<-submitted
+	v, err := f.Wait(ctx)
+	if ctx.Err() != nil {
+		t.Fatalf("watchdog: the second submission never resolved (ran on the cut-off worker %d, on the other %d)", on1.Load()-1, on2.Load())
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- w1.Shutdown(sctx) }()
+	var serr error
+	select {
+	case serr = <-done:
+	case <-time.After(8 * time.Second):
+		t.Fatal("watchdog: Shutdown of the cut-off worker did not return within 8 s")
+	}
+	t.Logf("second resolved %q, %v; ran on the cut-off worker %d times (%d before the cut), on the other %d; Shutdown of the cut-off worker: %v",
+		v, err, on1.Load()-1, ranBefore-1, on2.Load(), serr)
+	if err != nil {
+		t.Errorf("the second submission failed: %v", err)
+	}
+	if n := on1.Load() - 1; n != 0 {
+		t.Errorf("the second job ran %d times on the worker cut off while it waited", n)
+	}
+}
