@@ -40,6 +40,8 @@ type a7Config struct {
 	cancels bool
 	churn   string // "": none; "shutdown": Shutdown with a short ctx; "kill": with an ended ctx
 	ids     int
+	// retention is the buckets' retention: 2 s when zero.
+	retention time.Duration
 }
 
 func attack7Seed(t *testing.T) uint64 {
@@ -52,7 +54,10 @@ func attack7Seed(t *testing.T) uint64 {
 }
 
 func attack7Hammer(t *testing.T, cfg a7Config) {
-	const retention = 2 * time.Second
+	retention := cfg.retention
+	if retention == 0 {
+		retention = 2 * time.Second
+	}
 	seed := attack7Seed(t)
 	ts := startServer(t)
 	ns := natsjobs.WithNamespace(namespace())
@@ -102,7 +107,7 @@ func attack7Hammer(t *testing.T, cfg a7Config) {
 	wopts := []natsjobs.Option{ns, ret, quiet, natsjobs.WithConcurrency(16), natsjobs.WithAckWait(2 * time.Second)}
 	var wmu sync.Mutex
 	workers := []*natsjobs.Worker{newWorker(t, ts.connect(t), reg, wopts...), newWorker(t, ts.connect(t), reg, wopts...)}
-	ctx := wctx(t, 17*time.Second)
+	ctx := wctx(t, 17*time.Second+2*(retention-2*time.Second))
 	t0 := time.Now()
 
 	var wg sync.WaitGroup
@@ -316,7 +321,7 @@ func attack7Hammer(t *testing.T, cfg a7Config) {
 		crng := rand.New(rand.NewPCG(seed, 1<<40))
 		wg.Go(func() {
 			for round := range 4 {
-				time.Sleep(time.Until(t0.Add(time.Duration(1500+round*1000+crng.IntN(600)) * time.Millisecond)))
+				time.Sleep(time.Until(t0.Add(retention - 500*time.Millisecond + time.Duration(round*1000+crng.IntN(600))*time.Millisecond)))
 				if ctx.Err() != nil {
 					return
 				}
@@ -466,6 +471,15 @@ func attack7Worker(t *testing.T, ts *testServer, reg *natsjobs.Registry, opts []
 		_ = w.Shutdown(ctx)
 	})
 	return w, nil
+}
+
+// TestAttack7KillAtExpiryEdge3s: TestAttack7KillAtExpiryEdge with a
+// retention of 3 s.
+func TestAttack7KillAtExpiryEdge3s(t *testing.T) {
+	attack7Hammer(t, a7Config{
+		delays: []time.Duration{0, 400 * time.Millisecond, 900 * time.Millisecond, 1500 * time.Millisecond},
+		kinds:  []string{"plain", "plain", "at", "deps"}, cancels: true, churn: "kill", ids: 12, retention: 3 * time.Second,
+	})
 }
 
 // TestAttack7HandBackDuringExpiringClaimWait: a worker reads a job's
@@ -928,5 +942,72 @@ func TestAttack7WorkerCutOffMidWait(t *testing.T) {
 	}
 	if n := on1.Load() - 1; n != 0 {
 		t.Errorf("the second job ran %d times on the worker cut off while it waited", n)
+	}
+}
+
+// TestAttack7CancelWhileTheClaimIsReadAgain: a submission whose message
+// a worker holds while it reads an expiring claim again (the client
+// pauses 1.5 s between message and claim) is cancelled from another
+// client as soon as its Submit returns. "A job that has not started never
+// runs": its payload must not run, and its future, Handle.Future and
+// Result all say cancelled.
+func TestAttack7CancelWhileTheClaimIsReadAgain(t *testing.T) {
+	const retention = 2 * time.Second
+	ts := startServer(t)
+	ns := natsjobs.WithNamespace(namespace())
+	ret := natsjobs.WithRetention(retention)
+	var second atomic.Int32
+	reg := natsjobs.NewRegistry()
+	h := natsjobs.Register(reg, "x", func(ctx context.Context, in string) (string, error) {
+		if in != "first" {
+			second.Add(1)
+		}
+		return in, nil
+	})
+	c := newClient(t, ts.connect(t), ns, ret, quiet)
+	c2 := newClient(t, ts.connect(t), ns, ret, quiet)
+	slow := newClient(t, ts.connect(t), ns, ret, quiet, natsjobs.WithClaimDelay(1500*time.Millisecond))
+	newWorker(t, ts.connect(t), reg, ns, ret, quiet)
+	newWorker(t, ts.connect(t), reg, ns, ret, quiet)
+	ctx := wctx(t, 20*time.Second)
+	const n = 4
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			id := fmt.Sprintf("c%d", i)
+			time.Sleep(time.Duration(i) * 70 * time.Millisecond)
+			start := time.Now()
+			if v, err := h.Submit(ctx, c, id, "first").Wait(ctx); err != nil || v != "first" {
+				t.Errorf("%s first: %q, %v", id, v, err)
+				return
+			}
+			// The message 400-100 ms before the first claim expires, the
+			// claim 1.1-1.4 s after.
+			time.Sleep(time.Until(start.Add(retention - time.Duration(400-i*100)*time.Millisecond)))
+			f := h.Submit(ctx, slow, id, "second")
+			cerr := c2.Cancel(ctx, id)
+			v, err := f.Wait(ctx)
+			if ctx.Err() != nil {
+				t.Errorf("watchdog: %s's second submission never resolved", id)
+				return
+			}
+			if errors.Is(err, natsjobs.ErrDuplicateJob) {
+				t.Logf("%s: the second submission was refused (the first claim outlived the 1.5 s pause); Cancel: %v", id, cerr)
+				return
+			}
+			fv, ferr := h.Future(ctx, c, id).Wait(ctx)
+			t.Logf("%s: Cancel %v; the second's future %q, %v; Handle.Future %q, %v", id, cerr, v, err, fv, ferr)
+			if cerr != nil {
+				t.Errorf("%s: Cancel after the second Submit returned: %v", id, cerr)
+			}
+			if !errors.Is(err, context.Canceled) || !errors.Is(ferr, context.Canceled) {
+				t.Errorf("%s: cancelled after its Submit returned, the future said %q, %v and Handle.Future %q, %v", id, v, err, fv, ferr)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(3500 * time.Millisecond) // any wait of a worker is over
+	if k := second.Load(); k != 0 {
+		t.Errorf("cancelled second submissions ran %d times", k)
 	}
 }
