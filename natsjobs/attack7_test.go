@@ -648,6 +648,7 @@ func testResultAfterRefusal(t *testing.T, holder string) {
 		bad     []refusal
 		good    int
 		orphans []time.Duration // refusals after which Status showed the claim without an outcome
+		refused []string        // payloads of refused submissions
 	)
 	var wg sync.WaitGroup
 	for r := range rounds {
@@ -692,11 +693,15 @@ func testResultAfterRefusal(t *testing.T, holder string) {
 			time.Sleep(time.Until(start.Add(retention - 300*time.Millisecond)))
 			var rw sync.WaitGroup
 			for i := 0; time.Since(start) < retention+2*time.Second; i++ {
-				f := h.Submit(ctx, c2, id, fmt.Sprintf("later%d", i))
+				tag := fmt.Sprintf("%s/later%d", id, i)
+				f := h.Submit(ctx, c2, id, tag)
 				_, err := f.Wait(ctx)
 				if !errors.Is(err, natsjobs.ErrDuplicateJob) {
 					break // accepted: the ID was free
 				}
+				mu.Lock()
+				refused = append(refused, tag)
+				mu.Unlock()
 				at := time.Since(start)
 				// What the server holds right after the refusal: a claim
 				// (it refused this submission) and, the holder having
@@ -746,6 +751,15 @@ func testResultAfterRefusal(t *testing.T, holder string) {
 	if n, ok := calls.Load("gap"); ok && n.(*atomic.Int32).Load() > 0 {
 		t.Errorf("the gap submission's payload ran %d times", n.(*atomic.Int32).Load())
 	}
+	// Refused duplicates never run: give the workers their claim wait and
+	// the retraction's second first.
+	time.Sleep(3500 * time.Millisecond)
+	for _, tag := range refused {
+		if n, ok := calls.Load(tag); ok && n.(*atomic.Int32).Load() > 0 {
+			t.Errorf("the payload %s, refused as a duplicate, ran %d times", tag, n.(*atomic.Int32).Load())
+		}
+	}
+	t.Logf("%d refused payloads checked", len(refused))
 }
 
 // TestAttack7CancelAfterTheHoldersOutcomeExpired: the claim of a
