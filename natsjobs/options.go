@@ -15,7 +15,8 @@ const (
 	// DefaultQueue is the queue of [WithQueue]'s default.
 	DefaultQueue = "default"
 	// DefaultRetention is how long job claims, outcomes and dependency
-	// links are kept ([WithRetention]).
+	// links are kept ([WithRetention]); outcomes 2 s more, so that an
+	// outcome outlives its job's claim.
 	DefaultRetention = 24 * time.Hour
 	// DefaultAckWait is how long a delivered job may go without a sign of
 	// life before the server gives it to another worker ([WithAckWait]).
@@ -100,7 +101,8 @@ func WithCodec(codec qpool.Codec) Option {
 }
 
 // WithRetention sets how long the KV buckets keep job claims, outcomes and
-// dependency links (default [DefaultRetention]). It applies when the
+// dependency links (default [DefaultRetention]; outcomes are kept 2 s
+// longer, so that an outcome outlives its job's claim). It applies when the
 // buckets are made, by the first client or worker; it also bounds how long
 // an ID stays unique and how long a job may wait for its dependencies.
 func WithRetention(d time.Duration) Option {

@@ -99,20 +99,42 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	for _, b := range []struct {
 		kv   **kvBucket
 		name string
-	}{{&s.jobs, "jobs"}, {&s.results, "results"}, {&s.deps, "deps"}, {&s.cancels, "cancels"}} {
-		if *b.kv, err = s.bucket(ctx, c.ns+"_"+b.name); err != nil {
+		ttl  time.Duration
+	}{
+		{&s.jobs, "jobs", s.retention},
+		{&s.results, "results", s.retention + outcomeMargin},
+		{&s.deps, "deps", s.retention},
+		{&s.cancels, "cancels", s.retention},
+	} {
+		if *b.kv, err = s.bucket(ctx, c.ns+"_"+b.name, b.ttl); err != nil {
 			return nil, err
 		}
 	}
 	return s, nil
 }
 
-// bucket opens a bucket, creating it if no process has.
-func (s *store) bucket(ctx context.Context, name string) (*kvBucket, error) {
+// outcomeMargin is how much longer than a claim an outcome is kept.
+//
+// Invariant (an outcome outlives the claim of its submission): a claim is
+// created before its outcome, and a server removes an expired record only
+// at its next age check, which comes at least 250 ms after the one before
+// (nats-server's filestore), on each stream's own timer: so with one TTL
+// for both, a claim was seen on the server after its outcome had gone, for
+// about 250 ms. In that window a submission was refused as a duplicate
+// whose outcome Result could not reach, and a Cancel found the claim and
+// recorded a second outcome for a job that had one
+// (TestAttack7ResultAfterRefusalAtClaimsEnd,
+// TestAttack7CancelAfterTheHoldersOutcomeExpired). The margin covers the
+// removal's delay several times over. Buckets made by an earlier version
+// keep the TTL they were made with.
+const outcomeMargin = 2 * time.Second
+
+// bucket opens a bucket, creating it with ttl if no process has.
+func (s *store) bucket(ctx context.Context, name string, ttl time.Duration) (*kvBucket, error) {
 	kv, err := findOrMake(ctx,
 		func(ctx context.Context) (jetstream.KeyValue, error) { return s.js.KeyValue(ctx, name) },
 		func(ctx context.Context) (jetstream.KeyValue, error) {
-			return s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: s.retention, Storage: jetstream.FileStorage, Replicas: s.replicas})
+			return s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name, TTL: ttl, Storage: jetstream.FileStorage, Replicas: s.replicas})
 		},
 		func(err error) bool { return errors.Is(err, jetstream.ErrBucketNotFound) })
 	if err != nil {
