@@ -82,7 +82,7 @@ func (l *Ledger) newRequest(m qpool.Mutation) (*request, error) {
 		r.m.Value = nil
 		return r, nil
 	}
-	raw, err := l.db.cfg.codec.Marshal(m.Value)
+	raw, err := encode(l.db.cfg.codec, m.Value)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %T: %w", ErrEncode, m.Value, err)
 	}
@@ -392,4 +392,17 @@ func (l *Ledger) applyLocked(r *request) {
 	}
 	l.next = c.Sequence + 1
 	l.last = c.Timestamp.UnixNano()
+}
+
+// encode is c.Marshal(v), with a panic in it (a value's MarshalJSON, the
+// codec itself: user code, run on the caller's goroutine) returned as an
+// error, so that Append refuses the value with ErrEncode rather than
+// unwind through the entanglement's update (TestPanickingEncoderIsErrEncode).
+func encode(c qpool.Codec, v any) (raw []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			raw, err = nil, fmt.Errorf("the codec panicked: %v", r)
+		}
+	}()
+	return c.Marshal(v)
 }

@@ -245,7 +245,7 @@ func (l *Ledger) message(m qpool.Mutation) (*nats.Msg, error) {
 		msg.Header.Set(opHeader, opDelete)
 		return msg, nil
 	}
-	data, err := l.cfg.codec.Marshal(m.Value)
+	data, err := encode(l.cfg.codec, m.Value)
 	if err != nil {
 		return nil, fmt.Errorf("natsledger: %w: %T: %w", qpool.ErrEncode, m.Value, err)
 	}
@@ -519,4 +519,17 @@ func (l *Ledger) unavailable(ctx context.Context, id string, m qpool.Mutation, e
 		u.Stored, u.Sequence = true, behind.seq-1
 	}
 	return u
+}
+
+// encode is c.Marshal(v), with a panic in it (a value's MarshalJSON, the
+// codec itself: user code, run on the caller's goroutine) returned as an
+// error, so that Append refuses the value with ErrEncode rather than
+// unwind through its own bookkeeping (TestPanickingEncoderIsErrEncode).
+func encode(c qpool.Codec, v any) (data []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			data, err = nil, fmt.Errorf("the codec panicked: %v", r)
+		}
+	}()
+	return c.Marshal(v)
 }
