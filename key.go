@@ -30,7 +30,12 @@ import (
 // The conversion is the codec's: with [JSONCodec], the fields of a stored
 // struct that T lacks are ignored, and an integer beyond ±2^53 stored in a
 // codec ledger has already lost precision as a float64 when the key sees
-// it (a codec that decodes numbers as [encoding/json.Number] keeps them).
+// it (a codec that decodes numbers as [encoding/json.Number] keeps them);
+// at the ends of int64 and uint64 the float64 is out of T's range and the
+// read is a [*TypeError]. A codec ledger keeps only what the codec
+// encodes: with JSON, a struct's unexported fields are lost there (the
+// in-memory ledger keeps the T whole), so give such a T exported fields
+// or its own MarshalJSON and UnmarshalJSON.
 //
 // Key is a small comparable value; copy it freely. The zero Key has no
 // name, and its methods return [ErrInvalidKey].
