@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -102,7 +103,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 		ttl  time.Duration
 	}{
 		{&s.jobs, "jobs", s.retention},
-		{&s.results, "results", s.retention + outcomeMargin},
+		{&s.results, "results", outcomeTTL(s.retention)},
 		{&s.deps, "deps", s.retention},
 		{&s.cancels, "cancels", s.retention},
 	} {
@@ -128,6 +129,18 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 // removal's delay several times over. Buckets made by an earlier version
 // keep the TTL they were made with.
 const outcomeMargin = 2 * time.Second
+
+// outcomeTTL is the results bucket's TTL for a retention: the retention
+// plus outcomeMargin, saturated at the longest time.Duration, which a
+// process may give WithRetention to keep IDs unique for good (an overflow
+// made the TTL negative, and the server refused the bucket:
+// TestReview7LongestRetention).
+func outcomeTTL(retention time.Duration) time.Duration {
+	if retention > math.MaxInt64-outcomeMargin {
+		return math.MaxInt64
+	}
+	return retention + outcomeMargin
+}
 
 // bucket opens a bucket, creating it with ttl if no process has.
 func (s *store) bucket(ctx context.Context, name string, ttl time.Duration) (*kvBucket, error) {
