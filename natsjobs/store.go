@@ -390,8 +390,9 @@ var errOutcomeGone = errors.New("natsjobs: the outcome expired meanwhile")
 // revision: never a second, different outcome), so that every client's
 // watcher delivers it once more, and its retention starts again.
 //
-// Why: a claim is written before its outcome and both live for the
-// retention, so the claim expires first. A submission of the ID in the gap
+// Why: a claim is written before its outcome, and lives for the retention
+// while the outcome lives 2 s more (outcomeMargin), so the claim expires
+// first. A submission of the ID in the gap
 // is accepted, and its future waits for an outcome recorded before it
 // registered, which no watcher would deliver again; a worker that drops
 // a message because its job has an outcome reannounces it, and the
