@@ -2,6 +2,7 @@ package natsjobs_test
 
 import (
 	"context"
+	"errors"
 	"math"
 	"testing"
 	"time"
@@ -38,4 +39,33 @@ func TestReview7LongestRetention(t *testing.T) {
 	if err != nil || st.Result == nil {
 		t.Fatalf("Status: %+v, %v", st, err)
 	}
+}
+
+// TestReview7RetentionBelowTheServersMinimum: a retention below the
+// server's shortest MaxAge (100 ms) is bad input, which gets a clear
+// sentinel error: NewClient and NewWorker fail with ErrInvalidOption, not
+// with the server's raw refusal of the bucket.
+func TestReview7RetentionBelowTheServersMinimum(t *testing.T) {
+	ts := startServer(t)
+	js := ts.connect(t)
+	ctx := wctx(t, 10*time.Second)
+	for _, d := range []time.Duration{time.Nanosecond, 50 * time.Millisecond, 100*time.Millisecond - 1} {
+		ret := natsjobs.WithRetention(d)
+		c, err := natsjobs.NewClient(ctx, js, natsjobs.WithNamespace(namespace()), ret, quiet)
+		if c != nil {
+			_ = c.Close()
+		}
+		if !errors.Is(err, natsjobs.ErrInvalidOption) {
+			t.Errorf("NewClient, WithRetention(%v): %v, want ErrInvalidOption", d, err)
+		}
+		w, err := natsjobs.NewWorker(ctx, js, natsjobs.NewRegistry(), natsjobs.WithNamespace(namespace()), ret, quiet)
+		if w != nil {
+			_ = w.Shutdown(ctx)
+		}
+		if !errors.Is(err, natsjobs.ErrInvalidOption) {
+			t.Errorf("NewWorker, WithRetention(%v): %v, want ErrInvalidOption", d, err)
+		}
+	}
+	// The shortest the server takes works.
+	newClient(t, js, natsjobs.WithNamespace(namespace()), natsjobs.WithRetention(100*time.Millisecond), quiet)
 }

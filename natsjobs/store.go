@@ -90,6 +90,11 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	if c.replicasSet && (c.replicas < 1 || c.replicas > MaxReplicas) {
 		return nil, fmt.Errorf("%w: %d replicas (1 to %d)", ErrInvalidOption, c.replicas, MaxReplicas)
 	}
+	if c.retention < minRetention {
+		// The server refuses a shorter MaxAge with a raw API error
+		// (TestReview7RetentionBelowTheServersMinimum).
+		return nil, fmt.Errorf("%w: retention %v (at least %v)", ErrInvalidOption, c.retention, minRetention)
+	}
 	nc := js.Conn()
 	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
 		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
