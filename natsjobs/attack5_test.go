@@ -29,16 +29,17 @@ import (
 // the number, so an outcome names the call that produced it. An outcome
 // is then bounded in time: it was recorded after its call returned (lo)
 // and before the first waiter saw it (hi); a cancellation after its Cancel
-// call began and before it returned. Both the claim and the outcome live
-// for the retention R after they were written (the server's clock is the
-// test's: one machine), never less. From these bounds alone:
+// call began and before it returned. A claim lives for the retention R
+// after it was written, an outcome for R+M, M the 2 s by which an outcome
+// outlives its claim (outcomeMargin; the server's clock is the test's:
+// one machine), never less. From these bounds alone:
 //
 //   - no handler call of an ID may start after an outcome of the ID was
-//     recorded (hi) and before it could have expired (lo+R): the job ran
+//     recorded (hi) and before it could have expired (lo+R+M): the job ran
 //     while its outcome was kept;
-//   - two different outcomes of one ID must have been recorded at least R
-//     apart: otherwise the later one was recorded while the earlier was
-//     kept (a waiter saw a second outcome);
+//   - two different outcomes of one ID must have been recorded at least
+//     R+M apart: otherwise the later one was recorded while the earlier
+//     was kept (a waiter saw a second outcome);
 //   - two accepted submissions of one ID must have claimed it at least R
 //     apart;
 //   - the payload of a submission refused with ErrDuplicateJob never runs;
@@ -371,7 +372,8 @@ func TestAttackExpiryGapHammer(t *testing.T) {
 func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Time) {
 	t.Helper()
 	rel := func(at time.Time) string { return fmt.Sprintf("%.3fs", at.Sub(t0).Seconds()) }
-	keep := retention - attackMargin
+	keep := retention - attackMargin                                 // a claim's life, at least
+	keepOutcome := retention + natsjobs.OutcomeMargin - attackMargin // an outcome's
 	var bad []string
 	bad = append(bad, L.odd...)
 
@@ -434,8 +436,8 @@ func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Ti
 		for i, a := range idents {
 			for _, b := range idents[i+1:] {
 				A, B := m[a], m[b]
-				if B.hi.Sub(A.lo) < keep && A.hi.Sub(B.lo) < keep {
-					bad = append(bad, fmt.Sprintf("%s: two outcomes recorded less than the retention apart: %q in [%s, %s] seen by %v; %q in [%s, %s] seen by %v",
+				if B.hi.Sub(A.lo) < keepOutcome && A.hi.Sub(B.lo) < keepOutcome {
+					bad = append(bad, fmt.Sprintf("%s: two outcomes recorded less than the outcome's life apart: %q in [%s, %s] seen by %v; %q in [%s, %s] seen by %v",
 						id, a, rel(A.lo), rel(A.hi), A.who, b, rel(B.lo), rel(B.hi), B.who))
 				}
 			}
@@ -454,7 +456,7 @@ func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Ti
 	for _, n := range nums {
 		r := L.runs[n]
 		for ident, sp := range outs[r.id] {
-			if !r.start.Before(sp.hi.Add(attackMargin)) && r.start.Sub(sp.lo) < keep {
+			if !r.start.Before(sp.hi.Add(attackMargin)) && r.start.Sub(sp.lo) < keepOutcome {
 				bad = append(bad, fmt.Sprintf("%s: call r#%d# (tag %s) started at %s while outcome %q (recorded in [%s, %s]) was kept",
 					r.id, n, r.tag, rel(r.start), ident, rel(sp.lo), rel(sp.hi)))
 			}
@@ -547,7 +549,7 @@ func attackCheck(t *testing.T, L *attackLog, retention time.Duration, t0 time.Ti
 			// An outcome known to be kept at the time: Cancel of a
 			// finished job returns nil.
 			for ident, sp := range outs[c.id] {
-				if !c.start.Before(sp.hi) && c.end.Sub(sp.lo) < keep {
+				if !c.start.Before(sp.hi) && c.end.Sub(sp.lo) < keepOutcome {
 					bad = append(bad, fmt.Sprintf("%s: Cancel at [%s, %s] said ErrUnknownJob while outcome %q (recorded in [%s, %s]) was kept",
 						c.id, rel(c.start), rel(c.end), ident, rel(sp.lo), rel(sp.hi)))
 				}

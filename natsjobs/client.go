@@ -521,11 +521,14 @@ func (c *Client) delayed(ctx context.Context, j *jobRecord, rev uint64, payload 
 // false if had expired meanwhile (the submission is then a new job). No
 // message is sent: it announces the outcome again, as a worker does for a
 // message (store.reannounce), which also starts its retention again, and
-// marks the claim resolved: the claim expires about when the outcome does,
-// and a dependency finishing after the outcome expired would find it and
-// start the job, whose future had resolved with the kept outcome (found
-// by an attack: TestAttackGapDependentRunsAfterResolving). The claim
-// stays, so the ID stays taken for the retention.
+// marks the claim resolved: the claim expires about when the outcome does
+// (2 s before it, outcomeMargin, in buckets made by this version; with
+// one TTL, in buckets made by an earlier one, the server's removal of
+// expired records lags by up to a stream's age check, so either may go
+// first), and a dependency finishing after the outcome expired would find
+// it and start the job, whose future had resolved with the kept outcome
+// (found by an attack: TestAttackGapDependentRunsAfterResolving). The
+// claim stays, so the ID stays taken for the retention.
 func (c *Client) adoptKept(ctx context.Context, j *jobRecord, rev uint64, had *resultRecord) (bool, error) {
 	err := c.s.reannounce(ctx, j.ID)
 	if errors.Is(err, errOutcomeGone) {

@@ -52,3 +52,7 @@ func (b *BatchGetter) Get(ctx context.Context, key string) ([]byte, bool, error)
 
 // Close closes the reader.
 func (b *BatchGetter) Close() { b.g.close() }
+
+// OutcomeMargin is how much longer than a claim an outcome is kept
+// (outcomeMargin): the attack hammers check outcomes against it.
+const OutcomeMargin = outcomeMargin

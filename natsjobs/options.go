@@ -18,6 +18,9 @@ const (
 	// links are kept ([WithRetention]); outcomes 2 s more, so that an
 	// outcome outlives its job's claim.
 	DefaultRetention = 24 * time.Hour
+	// minRetention is the server's shortest TTL for a bucket (a stream's
+	// MaxAge): a shorter WithRetention is ErrInvalidOption.
+	minRetention = 100 * time.Millisecond
 	// DefaultAckWait is how long a delivered job may go without a sign of
 	// life before the server gives it to another worker ([WithAckWait]).
 	DefaultAckWait = 30 * time.Second
@@ -104,7 +107,9 @@ func WithCodec(codec qpool.Codec) Option {
 // dependency links (default [DefaultRetention]; outcomes are kept 2 s
 // longer, so that an outcome outlives its job's claim). It applies when the
 // buckets are made, by the first client or worker; it also bounds how long
-// an ID stays unique and how long a job may wait for its dependencies.
+// an ID stays unique and how long a job may wait for its dependencies. A
+// retention below 100 ms (the server's shortest TTL for a bucket) fails
+// [NewClient] and [NewWorker] with [ErrInvalidOption].
 func WithRetention(d time.Duration) Option {
 	return func(c *config) {
 		if d > 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -89,6 +90,11 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 	if c.replicasSet && (c.replicas < 1 || c.replicas > MaxReplicas) {
 		return nil, fmt.Errorf("%w: %d replicas (1 to %d)", ErrInvalidOption, c.replicas, MaxReplicas)
 	}
+	if c.retention < minRetention {
+		// The server refuses a shorter MaxAge with a raw API error
+		// (TestReview7RetentionBelowTheServersMinimum).
+		return nil, fmt.Errorf("%w: retention %v (at least %v)", ErrInvalidOption, c.retention, minRetention)
+	}
 	nc := js.Conn()
 	if !serverAtLeast(nc.ConnectedServerVersion(), 2, 12) {
 		return nil, fmt.Errorf("%w: server %q has no message schedules (needs 2.12 or later)", ErrUnsupported, nc.ConnectedServerVersion())
@@ -102,7 +108,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 		ttl  time.Duration
 	}{
 		{&s.jobs, "jobs", s.retention},
-		{&s.results, "results", s.retention + outcomeMargin},
+		{&s.results, "results", outcomeTTL(s.retention)},
 		{&s.deps, "deps", s.retention},
 		{&s.cancels, "cancels", s.retention},
 	} {
@@ -128,6 +134,18 @@ func openStore(ctx context.Context, js jetstream.JetStream, c common) (*store, e
 // removal's delay several times over. Buckets made by an earlier version
 // keep the TTL they were made with.
 const outcomeMargin = 2 * time.Second
+
+// outcomeTTL is the results bucket's TTL for a retention: the retention
+// plus outcomeMargin, saturated at the longest time.Duration, which a
+// process may give WithRetention to keep IDs unique for good (an overflow
+// made the TTL negative, and the server refused the bucket:
+// TestReview7LongestRetention).
+func outcomeTTL(retention time.Duration) time.Duration {
+	if retention > math.MaxInt64-outcomeMargin {
+		return math.MaxInt64
+	}
+	return retention + outcomeMargin
+}
 
 // bucket opens a bucket, creating it with ttl if no process has.
 func (s *store) bucket(ctx context.Context, name string, ttl time.Duration) (*kvBucket, error) {
@@ -377,8 +395,9 @@ var errOutcomeGone = errors.New("natsjobs: the outcome expired meanwhile")
 // revision: never a second, different outcome), so that every client's
 // watcher delivers it once more, and its retention starts again.
 //
-// Why: a claim is written before its outcome and both live for the
-// retention, so the claim expires first. A submission of the ID in the gap
+// Why: a claim is written before its outcome, and lives for the retention
+// while the outcome lives 2 s more (outcomeMargin), so the claim expires
+// first. A submission of the ID in the gap
 // is accepted, and its future waits for an outcome recorded before it
 // registered, which no watcher would deliver again; a worker that drops
 // a message because its job has an outcome reannounces it, and the
