@@ -43,8 +43,12 @@ func encodes(c Codec, v any) (err error) {
 	return err
 }
 
-// codecPanic is the error of a codec that panicked on v with r.
+// codecPanic is the error of a codec that panicked on v with r; a panic
+// with an error wraps it, for errors.Is and errors.As.
 func codecPanic(v any, r any) error {
+	if err, ok := r.(error); ok {
+		return fmt.Errorf("qpool: the codec panicked on a %T: %w", v, err)
+	}
 	return fmt.Errorf("qpool: the codec panicked on a %T: %v", v, r)
 }
 

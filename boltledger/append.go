@@ -402,6 +402,9 @@ func encode(c qpool.Codec, v any) (raw []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			raw, err = nil, fmt.Errorf("the codec panicked: %v", r)
+			if perr, ok := r.(error); ok {
+				err = fmt.Errorf("the codec panicked: %w", perr)
+			}
 		}
 	}()
 	return c.Marshal(v)

@@ -529,6 +529,9 @@ func encode(c qpool.Codec, v any) (data []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			data, err = nil, fmt.Errorf("the codec panicked: %v", r)
+			if perr, ok := r.(error); ok {
+				err = fmt.Errorf("the codec panicked: %w", perr)
+			}
 		}
 	}()
 	return c.Marshal(v)
